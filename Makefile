@@ -1,0 +1,47 @@
+# teachcache: `make demo` runs the main job on the embedded default, `make test` the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/demo.toml
+DATA ?= data/demo
+STORE ?= runs/demo/store
+
+# No model hub is reachable: everything loads from local files or installed packages.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup data extract-teachers train-student demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+data: $(DATA)/videos.parquet
+
+$(DATA)/videos.parquet: $(STAMP)
+	$(BIN)/teachcache synth --config $(CONFIG) --out $(DATA)
+
+extract-teachers: setup data
+	$(BIN)/teachcache extract --config $(CONFIG) --set extract.data=$(DATA) --set extract.store=$(STORE)
+	$(BIN)/teachcache info $(STORE)
+
+train-student: setup
+	$(BIN)/teachcache train --config $(CONFIG)
+
+demo: extract-teachers
+	@echo "demo: stage one done, store at $(STORE); stage two (train-student) lands with its own issue"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/extraction.py --out runs/bench
+
+clean:
+	rm -rf runs data/demo

@@ -1,0 +1,172 @@
+"""Array containers behind one interface: Zarr v3 (sharded, default) and HDF5.
+
+Arrays are addressed by names like ``frames/clip``; the first axis is rows (videos or
+captions). Metadata (the store's attributes) is a JSON-able dict on the container's root.
+Zarr allows one writer per shard across processes; HDF5 allows one writing process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BACKENDS = ("zarr", "hdf5")
+CONTAINER = {"zarr": "arrays.zarr", "hdf5": "arrays.h5"}
+
+
+def detect_backend(store_path: Path) -> str | None:
+    """Which backend a store directory holds, or None."""
+    for backend, name in CONTAINER.items():
+        if (store_path / name).exists():
+            return backend
+    return None
+
+
+class ZarrBackend:
+    """Zarr v3 group; arrays sharded by ``shard_rows`` rows with ``chunk_rows``-row inner chunks."""
+
+    def __init__(self, path: Path, mode: str, codec: str = "zstd", clevel: int = 3):
+        import zarr
+
+        self.path, self.codec, self.clevel = path, codec, clevel
+        self.group = zarr.open_group(str(path), mode=mode)
+
+    def create(self, name: str, shape: tuple[int, ...], dtype: str, chunk_rows: int, shard_rows: int) -> None:
+        from zarr.codecs import BloscCodec
+
+        rows = max(1, shape[0])
+        chunk = min(chunk_rows, rows)
+        shard = max(chunk, min(shard_rows, rows))
+        shard -= shard % chunk  # a shard holds whole chunks
+        self.group.create_array(
+            name,
+            shape=shape,
+            dtype=dtype,
+            chunks=(chunk, *shape[1:]),
+            shards=(shard, *shape[1:]),
+            compressors=BloscCodec(cname=self.codec, clevel=self.clevel, shuffle="bitshuffle"),
+            fill_value=0,
+            overwrite=True,
+        )
+
+    def _array(self, name: str):
+        try:
+            return self.group[name]
+        except KeyError:
+            raise KeyError(f"array {name!r} is not in the store") from None
+
+    def write(self, name: str, start: int, data: np.ndarray) -> None:
+        self._array(name)[start : start + len(data)] = data
+
+    def read(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        arr = self._array(name)
+        if rows is None:
+            return arr[:]
+        if isinstance(rows, slice):
+            return arr[rows]
+        return arr.get_orthogonal_selection((np.asarray(rows),))
+
+    def names(self) -> list[str]:
+        return sorted(k for k, v in self.group.members(max_depth=None) if hasattr(v, "shape"))
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._array(name).shape)
+
+    def dtype(self, name: str) -> str:
+        return str(self._array(name).dtype)
+
+    def stored_bytes(self, name: str) -> int:
+        folder = self.path / name
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+    def get_attrs(self) -> dict[str, Any]:
+        return dict(self.group.attrs)
+
+    def set_attrs(self, attrs: dict[str, Any]) -> None:
+        self.group.attrs.update(attrs)
+
+    def close(self) -> None:
+        pass
+
+
+class HDF5Backend:
+    """One HDF5 file, row-chunked datasets (lzf); attributes kept as one JSON string."""
+
+    ATTRS_KEY = "teachcache"
+
+    def __init__(self, path: Path, mode: str, codec: str = "zstd", clevel: int = 3):
+        import h5py
+
+        self.path = path
+        self.file = h5py.File(str(path), {"w": "w", "a": "a", "r": "r", "r+": "r+"}[mode])
+
+    def create(self, name: str, shape: tuple[int, ...], dtype: str, chunk_rows: int, shard_rows: int) -> None:
+        if name in self.file:
+            del self.file[name]
+        chunk = (min(chunk_rows, max(1, shape[0])), *shape[1:])
+        self.file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunk, compression="lzf", fillvalue=0)
+
+    def _array(self, name: str):
+        if name not in self.file:
+            raise KeyError(f"array {name!r} is not in the store")
+        return self.file[name]
+
+    def write(self, name: str, start: int, data: np.ndarray) -> None:
+        self._array(name)[start : start + len(data)] = data
+        self.file.flush()
+
+    def read(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        arr = self._array(name)
+        if rows is None:
+            return arr[()]
+        if isinstance(rows, slice):
+            return arr[rows]
+        rows = np.asarray(rows)
+        order = np.argsort(rows, kind="stable")
+        unique, inverse = np.unique(rows[order], return_inverse=True)
+        picked = arr[unique.tolist()] if len(unique) else np.zeros((0, *arr.shape[1:]), arr.dtype)
+        out = np.empty((len(rows), *arr.shape[1:]), dtype=arr.dtype)
+        out[order] = picked[inverse]
+        return out
+
+    def names(self) -> list[str]:
+        import h5py
+
+        found: list[str] = []
+        self.file.visititems(lambda n, obj: found.append(n) if isinstance(obj, h5py.Dataset) else None)
+        return sorted(found)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._array(name).shape)
+
+    def dtype(self, name: str) -> str:
+        return str(self._array(name).dtype)
+
+    def stored_bytes(self, name: str) -> int:
+        return int(self._array(name).id.get_storage_size())
+
+    def get_attrs(self) -> dict[str, Any]:
+        raw = self.file.attrs.get(self.ATTRS_KEY)
+        return json.loads(raw) if raw else {}
+
+    def set_attrs(self, attrs: dict[str, Any]) -> None:
+        merged = {**self.get_attrs(), **attrs}
+        self.file.attrs[self.ATTRS_KEY] = json.dumps(merged)
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
+def open_backend(store_path: Path, backend: str, mode: str, codec: str = "zstd", clevel: int = 3):
+    """Open (``r``, ``a``) or create (``w``) the container of a store directory."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown store backend {backend!r}; choose one of {BACKENDS}")
+    os.makedirs(store_path, exist_ok=True)
+    cls = ZarrBackend if backend == "zarr" else HDF5Backend
+    return cls(store_path / CONTAINER[backend], mode, codec, clevel)

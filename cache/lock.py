@@ -1,0 +1,75 @@
+"""A writer lock on a store: one writing process at a time, stale locks recovered."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+LOCK_FILE = ".writer.lock"
+
+
+class StoreLocked(RuntimeError):
+    """Another live process holds the store's writer lock."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class WriterLock:
+    """Exclusive lock file naming its holder (host, pid); a lock left by a dead process on
+    this host is taken over, one held by a live process or another host is refused."""
+
+    def __init__(self, store_path: str | Path):
+        self.path = Path(store_path) / LOCK_FILE
+        self.held = False
+
+    def holder(self) -> dict | None:
+        """The current holder's record, or None when unlocked."""
+        try:
+            return json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                held = self.holder()
+                if held is None or (held.get("host") == record["host"] and not _pid_alive(int(held.get("pid", -1)))):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                raise StoreLocked(
+                    f"store {self.path.parent} is being written by pid {held.get('pid')} on host "
+                    f"{held.get('host')} since {held.get('since')}; wait for it to finish, or delete "
+                    f"{self.path} if that process no longer exists"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f)
+            self.held = True
+            return
+        raise StoreLocked(f"could not take the writer lock {self.path}")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "WriterLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

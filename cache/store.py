@@ -1,0 +1,345 @@
+"""The store: the contract between stage one (writer) and every later stage (readers).
+
+A store is a directory holding one array container (``arrays.zarr`` or ``arrays.h5``),
+the manifests in array row order (``videos.parquet``, ``captions.parquet``), the
+recorded failures (``failures.parquet``) and ``_done/`` markers. Work is cut into units
+(``frames``, ``text/<encoder>``, ``relevance/<teacher>``...) times shards of rows; a
+writer writes a whole shard in one call, then atomically renames a marker holding the
+fingerprint. ``complete`` is set last, after every marker is present. Readers refuse an
+incomplete store and a store whose fingerprint differs from theirs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cache.backends import CONTAINER, detect_backend, open_backend
+from cache.fingerprint import diff_components
+from cache.lock import WriterLock
+from cache.manifest import CAPTIONS_FILE, FAILURE_SCHEMA, FAILURES_FILE, VIDEOS_FILE
+
+SCHEMA_VERSION = 1
+DONE_DIR = "_done"
+ROW_KINDS = ("videos", "captions")
+
+
+class StoreError(RuntimeError):
+    """A store cannot serve the request; the message says what to do."""
+
+
+class StoreMismatch(StoreError):
+    """The store was built from another extraction config."""
+
+
+class StoreIncomplete(StoreError):
+    """The store's extraction has not finished."""
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One stored array: its name, what its rows are, its per-row shape, dtype and the
+    unit of work that writes it."""
+
+    name: str
+    rows: str
+    tail: tuple[int, ...]
+    dtype: str
+    unit: str
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+class Store:
+    """An opened store. Build with ``Store.prepare`` (writers) or ``Store.open`` (readers)."""
+
+    def __init__(self, path: Path, backend_name: str, backend, attrs: dict[str, Any]):
+        self.path, self.backend_name, self._backend, self.attrs = path, backend_name, backend, attrs
+
+    # ----- creation and opening -------------------------------------------------------
+    @classmethod
+    def prepare(
+        cls,
+        path: str | Path,
+        *,
+        backend: str,
+        fingerprint: str,
+        components: dict[str, Any],
+        videos: pa.Table,
+        captions: pa.Table,
+        arrays: list[ArraySpec],
+        shard_size: int = 1024,
+        chunk_rows: int = 64,
+        codec: str = "zstd",
+        clevel: int = 3,
+        force: bool = False,
+    ) -> "Store":
+        """Create a store, or reopen one built with the same fingerprint so finished shards
+        are skipped. A store built with another config is refused unless ``force``, which
+        rebuilds it from scratch."""
+        path = Path(path)
+        existing = detect_backend(path)
+        if existing is None and path.exists() and any(path.iterdir()):
+            raise StoreError(f"{path} exists, is not empty and is not a teachcache store; choose another store path")
+        if existing is not None and not force:
+            store = cls.open(path, require_complete=False, mode="a")
+            if store.fingerprint == fingerprint:
+                layout = (store.backend_name, store.attrs.get("shard_size"))
+                if layout != (backend, shard_size):
+                    store.close()
+                    raise StoreMismatch(
+                        f"store {path} is laid out as {layout[0]} with shards of {layout[1]} rows, the config asks "
+                        f"for {backend} with {shard_size}; use another store path or --force to rebuild"
+                    )
+                return store
+            store.close()
+            raise StoreMismatch(
+                f"store {path} was built with another extraction config (fingerprint {store.fingerprint}, "
+                f"wanted {fingerprint}); differences:\n  "
+                + "\n  ".join(diff_components(store.attrs.get("components", {}), components)[:20])
+                + "\nUse another store path, or --force to rebuild this one."
+            )
+        if existing is not None:
+            cls.remove(path)
+        if shard_size % chunk_rows:
+            raise ValueError(f"shard_size {shard_size} must be a multiple of chunk_rows {chunk_rows}")
+        handle = open_backend(path, backend, "w", codec, clevel)
+        counts = {"videos": len(videos), "captions": len(captions)}
+        for spec in arrays:
+            handle.create(spec.name, (counts[spec.rows], *spec.tail), spec.dtype, chunk_rows, shard_size)
+        _atomic_write_parquet(path / VIDEOS_FILE, videos)
+        _atomic_write_parquet(path / CAPTIONS_FILE, captions)
+        (path / DONE_DIR).mkdir(exist_ok=True)
+        attrs = {
+            "schema_version": SCHEMA_VERSION,
+            "fingerprint": fingerprint,
+            "components": components,
+            "arrays": [asdict(a) for a in arrays],
+            "shard_size": shard_size,
+            "chunk_rows": chunk_rows,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "complete": False,
+        }
+        handle.set_attrs(attrs)
+        return cls(path, backend, handle, attrs)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        expected_fingerprint: str | None = None,
+        expected_components: dict[str, Any] | None = None,
+        require_complete: bool = True,
+        mode: str = "r",
+    ) -> "Store":
+        """Open a store for reading; refuse it when incomplete or built with another config."""
+        path = Path(path)
+        backend = detect_backend(path)
+        if backend is None:
+            raise StoreError(
+                f"no teachcache store at {path} (no {' or '.join(CONTAINER.values())}); "
+                "run `teachcache extract` (make extract-teachers) first"
+            )
+        handle = open_backend(path, backend, mode)
+        attrs = handle.get_attrs()
+        store = cls(path, backend, handle, attrs)
+        if attrs.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(
+                f"store {path} has schema version {attrs.get('schema_version')}, this teachcache reads "
+                f"{SCHEMA_VERSION}; rebuild it with `teachcache extract --force`"
+            )
+        if require_complete and not attrs.get("complete"):
+            missing = store.missing_work()
+            raise StoreIncomplete(
+                f"store {path} is incomplete ({len(missing)} unit shards not written, e.g. {missing[:3]}); "
+                "run `teachcache extract` again with the same config to finish it"
+            )
+        if expected_fingerprint is not None and expected_fingerprint != store.fingerprint:
+            details = diff_components(attrs.get("components", {}), expected_components or {})
+            raise StoreMismatch(
+                f"store {path} was built with another extraction config (fingerprint {store.fingerprint}, "
+                f"this config gives {expected_fingerprint}); differences:\n  "
+                + "\n  ".join(details[:20] or ["(components not given)"])
+                + "\nRebuild the store with this config (`teachcache extract`) or use the config that built it."
+            )
+        return store
+
+    @staticmethod
+    def remove(path: str | Path) -> None:
+        """Delete what a store owns inside its directory (nothing else)."""
+        path = Path(path)
+        for name in CONTAINER.values():
+            target = path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        shutil.rmtree(path / DONE_DIR, ignore_errors=True)
+        for name in (VIDEOS_FILE, CAPTIONS_FILE, FAILURES_FILE):
+            (path / name).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def writer_lock(self) -> WriterLock:
+        """The lock a writing process holds while it writes this store."""
+        return WriterLock(self.path)
+
+    # ----- description ----------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        return str(self.attrs.get("fingerprint"))
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.attrs.get("complete"))
+
+    @property
+    def arrays(self) -> list[ArraySpec]:
+        return [ArraySpec(a["name"], a["rows"], tuple(a["tail"]), a["dtype"], a["unit"]) for a in self.attrs["arrays"]]
+
+    @property
+    def units(self) -> dict[str, str]:
+        """Unit of work -> the row kind it is sharded over."""
+        return {a.unit: a.rows for a in self.arrays}
+
+    def num_rows(self, rows: str) -> int:
+        spec = next((a for a in self.arrays if a.rows == rows), None)
+        if spec is None:
+            return pq.read_metadata(self.path / (VIDEOS_FILE if rows == "videos" else CAPTIONS_FILE)).num_rows
+        return self._backend.shape(spec.name)[0]
+
+    def videos(self) -> pa.Table:
+        """The videos manifest in array row order."""
+        return pq.read_table(self.path / VIDEOS_FILE)
+
+    def captions(self) -> pa.Table:
+        """The captions manifest in array row order (with ``video_index``)."""
+        return pq.read_table(self.path / CAPTIONS_FILE)
+
+    def failures(self) -> pa.Table:
+        """Recorded failures (video_id, stage, reason); from the markers until finalised."""
+        if (self.path / FAILURES_FILE).exists():
+            return pq.read_table(self.path / FAILURES_FILE)
+        return pa.Table.from_pylist(self._marker_failures(), schema=FAILURE_SCHEMA)
+
+    # ----- shards and markers -----------------------------------------------------------
+    def shards(self, rows: str) -> list[tuple[int, int, int]]:
+        """(shard index, first row, end row) of every shard over the given rows."""
+        n, size = self.num_rows(rows), int(self.attrs["shard_size"])
+        return [(i, start, min(start + size, n)) for i, start in enumerate(range(0, n, size))]
+
+    def _marker_path(self, unit: str, shard: int) -> Path:
+        return self.path / DONE_DIR / f"{unit.replace('/', '__')}.{shard:05d}.json"
+
+    def is_done(self, unit: str, shard: int) -> bool:
+        """True when the shard's marker exists and carries this store's fingerprint."""
+        try:
+            marker = json.loads(self._marker_path(unit, shard).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        return marker.get("fingerprint") == self.fingerprint
+
+    def mark_done(self, unit: str, shard: int, failures: list[dict] | None = None) -> None:
+        """Record a finished shard (after all its arrays were written), atomically."""
+        marker = {"fingerprint": self.fingerprint, "unit": unit, "shard": shard, "failures": failures or []}
+        _atomic_write_bytes(self._marker_path(unit, shard), json.dumps(marker).encode())
+
+    def missing_work(self) -> list[str]:
+        """``unit:shard`` names whose markers are absent."""
+        return [
+            f"{unit}:{shard}"
+            for unit, rows in self.units.items()
+            for shard, _, _ in self.shards(rows)
+            if not self.is_done(unit, shard)
+        ]
+
+    def _marker_failures(self) -> list[dict]:
+        rows: list[dict] = []
+        for marker in sorted((self.path / DONE_DIR).glob("*.json")):
+            rows.extend(json.loads(marker.read_text()).get("failures", []))
+        return rows
+
+    def finalize(self) -> None:
+        """Check every shard is done, write failures.parquet, then mark the store complete."""
+        missing = self.missing_work()
+        if missing:
+            raise StoreIncomplete(f"cannot finalise store {self.path}: {len(missing)} unit shards missing, e.g. {missing[:3]}")
+        _atomic_write_parquet(self.path / FAILURES_FILE, pa.Table.from_pylist(self._marker_failures(), schema=FAILURE_SCHEMA))
+        self._backend.set_attrs({"complete": True, "finalized": time.strftime("%Y-%m-%d %H:%M:%S")})
+        self.attrs = self._backend.get_attrs()
+
+    # ----- arrays -------------------------------------------------------------------------
+    def has(self, name: str) -> bool:
+        return any(a.name == name for a in self.arrays)
+
+    def write(self, name: str, start: int, data: np.ndarray) -> None:
+        """Write rows ``start..start+len(data)``; callers write whole shards only."""
+        self._backend.write(name, start, data)
+
+    def read(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """Read an array (all rows, a slice, or given row indices)."""
+        if not self.has(name):
+            raise KeyError(f"array {name!r} is not in store {self.path}; it has {[a.name for a in self.arrays]}")
+        return self._backend.read(name, rows)
+
+    def info(self) -> dict[str, Any]:
+        """Arrays, shapes, dtypes, stored bytes, bytes per video, fingerprint, completeness, failures."""
+        n_videos = max(1, self.num_rows("videos"))
+        arrays = []
+        for spec in self.arrays:
+            arrays.append(
+                {
+                    "name": spec.name,
+                    "shape": list(self._backend.shape(spec.name)),
+                    "dtype": self._backend.dtype(spec.name),
+                    "stored_bytes": self._backend.stored_bytes(spec.name),
+                }
+            )
+        total = sum(a["stored_bytes"] for a in arrays)
+        video_bytes = sum(a["stored_bytes"] for a, s in zip(arrays, self.arrays) if s.rows == "videos")
+        failures = self.failures()
+        return {
+            "path": str(self.path),
+            "backend": self.backend_name,
+            "schema_version": self.attrs.get("schema_version"),
+            "fingerprint": self.fingerprint,
+            "complete": self.complete,
+            "videos": self.num_rows("videos"),
+            "captions": self.num_rows("captions"),
+            "arrays": arrays,
+            "stored_bytes": total,
+            "bytes_per_video": total / n_videos,
+            "video_array_bytes_per_video": video_bytes / n_videos,
+            "failures": failures.to_pylist(),
+            "missing_work": [] if self.complete else self.missing_work(),
+        }

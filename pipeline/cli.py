@@ -1,0 +1,137 @@
+"""The ``teachcache`` command line: wires configs to the stages. Only this module parses flags."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.config import ConfigError, dump_config, load_config
+
+DEFAULT_CONFIG = "configs/demo.toml"
+
+
+class UserError(click.ClickException):
+    """An error caused by input or config: printed without a traceback."""
+
+    exit_code = 2
+
+
+def user_errors(fn):
+    """Turn the project's expected errors into one clear line and a non-zero exit."""
+    from cache.manifest import ManifestError
+    from cache.lock import StoreLocked
+    from cache.store import StoreError
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, ManifestError, StoreError, StoreLocked, FileNotFoundError, ValueError) as exc:
+            raise UserError(str(exc)) from exc
+
+    return wrapper
+
+
+def config_options(fn):
+    """--config and --set, shared by every command that reads the config."""
+    fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config field, e.g. extract.sampling.num_frames=16")(fn)
+    fn = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False), help="TOML config file")(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """teachcache: distil heavy text-video retrieval teachers from cached teacher outputs."""
+
+
+@main.command()
+@config_options
+@user_errors
+def config(config_path: str, overrides: tuple[str, ...]) -> None:
+    """Print the resolved config, every field with its meaning."""
+    click.echo(dump_config(load_config(config_path, list(overrides))), nl=False)
+
+
+@main.command()
+@config_options
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="data root to write (default: extract.data)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@user_errors
+def synth(config_path: str, overrides: tuple[str, ...], out: str | None, quiet: bool) -> None:
+    """Generate the embedded default data set (MP4 videos, captions, manifests)."""
+    from pipeline.synth import generate
+
+    cfg = load_config(config_path, list(overrides))
+    manifest = generate(out or cfg.extract.data, cfg.synth, progress=not quiet)
+    if quiet:
+        click.echo(f"synth: {manifest.videos.num_rows} videos, {manifest.captions.num_rows} captions -> {manifest.root}")
+
+
+@main.command()
+@config_options
+@click.option("--force", is_flag=True, help="rebuild the store from scratch instead of resuming")
+@click.option("--strict", is_flag=True, help="exit non-zero when any video failed")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+@user_errors
+def extract(config_path: str, overrides: tuple[str, ...], force: bool, strict: bool, quiet: bool) -> None:
+    """Stage one: decode, encode and score teachers once; write the store."""
+    from stages.extract.run import ExtractionFailures, run_extraction
+
+    cfg = load_config(config_path, list(overrides))
+    try:
+        summary = run_extraction(cfg.extract, force=force, strict=strict, progress=not quiet)
+    except ExtractionFailures as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(3)
+    click.echo(summary.line())
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+@main.command()
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print the info as JSON")
+@user_errors
+def info(store: str, as_json: bool) -> None:
+    """Describe a store: arrays, sizes, fingerprint, completeness, failures."""
+    from cache.store import Store
+
+    with Store.open(Path(store), require_complete=False) as opened:
+        data = opened.info()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"store        {data['path']} ({data['backend']}, schema {data['schema_version']})")
+    click.echo(f"fingerprint  {data['fingerprint']}")
+    click.echo(f"complete     {'yes' if data['complete'] else 'NO (' + str(len(data['missing_work'])) + ' unit shards missing)'}")
+    click.echo(f"rows         {data['videos']} videos, {data['captions']} captions")
+    click.echo(f"size         {_format_bytes(data['stored_bytes'])} stored, {_format_bytes(data['bytes_per_video'])} per video")
+    click.echo(f"{'array':<28} {'shape':<20} {'dtype':<8} stored")
+    for a in data["arrays"]:
+        click.echo(f"{a['name']:<28} {str(tuple(a['shape'])):<20} {a['dtype']:<8} {_format_bytes(a['stored_bytes'])}")
+    click.echo(f"failures     {len(data['failures'])}")
+    for f in data["failures"][:20]:
+        click.echo(f"  {f['video_id']}  [{f['stage']}]  {f['reason']}")
+    if len(data["failures"]) > 20:
+        click.echo(f"  ... {len(data['failures']) - 20} more (use --json)")
+
+
+@main.command()
+@config_options
+def train(config_path: str, overrides: tuple[str, ...]) -> None:
+    """Stage two: train the student from the store (not built yet)."""
+    raise UserError("stage two (train-student) is not built yet: it lands with the stage-two issue; the store from `teachcache extract` is what it will read")
+
+
+if __name__ == "__main__":
+    main()

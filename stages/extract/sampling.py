@@ -1,0 +1,66 @@
+"""Which frames of a video stage one encodes (METHOD section 1).
+
+Both samplers are pure functions of (frame count, fps, F, window): they return the
+sampled frame indices, at most F of them. The caller pads to F and masks the rest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLERS = ("clip4clip", "uniform")
+
+
+def _window_seconds(window: tuple[float, float] | None, total_seconds: int) -> tuple[int, int]:
+    """CLIP4Clip's window handling: integer seconds, clipped to the video, start < end."""
+    if window is None:
+        return 0, total_seconds
+    start, end = int(window[0]), int(window[1])
+    start = max(0, start)
+    if start > end:
+        start, end = end, start
+    elif start == end:
+        end = start + 1
+    return start, min(end, total_seconds)
+
+
+def clip4clip_indices(frame_count: int, fps: float, num_frames: int, window: tuple[float, float] | None = None) -> np.ndarray:
+    """CLIP4Clip sampling: the first frame of every second (fps truncated to an integer,
+    seconds ``start..end`` inclusive, as CLIP4Clip iterates them), reduced to
+    ``num_frames`` with ``linspace(0, n-1, F).astype(int)``."""
+    if frame_count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    step = max(1, int(fps))
+    total_seconds = (frame_count + step - 1) // step
+    start, end = _window_seconds(window, total_seconds)
+    candidates = np.arange(start, end + 1, dtype=np.int64) * step
+    candidates = candidates[candidates < frame_count]
+    if len(candidates) > num_frames:
+        candidates = candidates[np.linspace(0, len(candidates) - 1, num=num_frames).astype(int)]
+    return candidates
+
+
+def uniform_indices(frame_count: int, fps: float, num_frames: int, window: tuple[float, float] | None = None) -> np.ndarray:
+    """X-Pool sampling: the middle frame of ``num_frames`` equal intervals over the decoded
+    frames (of the window, if given). Short videos repeat frames rather than pad."""
+    if frame_count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    first, stop = 0, frame_count
+    if window is not None:
+        rate = max(fps, 1e-6)
+        first = min(frame_count - 1, max(0, int(window[0] * rate)))
+        stop = max(first + 1, min(frame_count, int(np.ceil(window[1] * rate))))
+    bounds = np.linspace(first, stop, num=num_frames + 1).astype(np.int64)
+    starts, ends = bounds[:-1], np.maximum(bounds[1:] - 1, bounds[:-1])
+    return (starts + ends) // 2
+
+
+def sample_indices(
+    sampler: str, frame_count: int, fps: float, num_frames: int, window: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Dispatch to the named sampler (``clip4clip`` or ``uniform``)."""
+    if sampler == "clip4clip":
+        return clip4clip_indices(frame_count, fps, num_frames, window)
+    if sampler == "uniform":
+        return uniform_indices(frame_count, fps, num_frames, window)
+    raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")

@@ -1,0 +1,50 @@
+import pytest
+
+from pipeline.config import Config, ConfigError, apply_overrides, dump_config, load_config
+
+
+def test_shipped_demo_config_loads():
+    cfg = load_config("configs/demo.toml")
+    assert cfg.extract.sampling.num_frames == 12
+    assert [t.name for t in cfg.extract.text_encoders][:2] == ["clip", "minilm"]
+    assert cfg.extract.teachers[0].kind == "dual"
+
+
+def test_overrides_reach_nested_fields_and_list_items():
+    cfg = apply_overrides(Config(), ["extract.sampling.num_frames=16", "extract.frame_encoders.0.model=ViT-B-32", "extract.decode.timeout_s=5", "extract.store=/tmp/s"])
+    assert cfg.extract.sampling.num_frames == 16
+    assert cfg.extract.frame_encoders[0].model == "ViT-B-32"
+    assert cfg.extract.decode.timeout_s == 5.0 and isinstance(cfg.extract.decode.timeout_s, float)
+    assert cfg.extract.store == "/tmp/s"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("extract.sampling.frames=3", "no key 'frames'"),
+        ("extract.sampling.num_frames=twelve", "expected int"),
+        ("extract.frame_encoders.5.model=x", "not an index"),
+        ("extract.sampling", "key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(Config(), [override])
+
+
+def test_unknown_key_in_file_is_refused(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[extract.sampling]\nnum_frame = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['num_frame'\] in \[extract.sampling\]"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_dump_round_trips_and_explains_fields(tmp_path):
+    cfg = apply_overrides(load_config("configs/demo.toml"), ["extract.sampling.sampler=uniform"])
+    text = dump_config(cfg)
+    assert "num_frames = 12  # F: frames kept per video" in text
+    path = tmp_path / "resolved.toml"
+    path.write_text(text)
+    assert load_config(path) == cfg

@@ -1,0 +1,108 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REAL_CLIPS
+from stages.extract.decode import DecodePool, DecodeRequest, GeometrySpec, apply_geometry, decode_video, decode_with_fallback
+
+CLIPS = sorted(REAL_CLIPS.glob("*.mp4"))
+
+
+def _request(path, frames=12, sizes=(64,), sampler="clip4clip"):
+    return DecodeRequest(str(path), sampler, frames, None, tuple(GeometrySpec(s) for s in sizes))
+
+
+@pytest.mark.parametrize("clip", CLIPS, ids=lambda p: p.name)
+def test_real_clips_decode_alike_with_decord_and_pyav(clip):
+    a, b = decode_video(_request(clip), "decord"), decode_video(_request(clip), "pyav")
+    assert a.error is None and b.error is None
+    assert a.frame_count == b.frame_count > 0
+    assert a.indices.tolist() == b.indices.tolist()
+    assert a.frames[0].shape == (len(a.indices), 64, 64, 3) and a.frames[0].dtype == np.uint8
+    # same frames, up to decoder rounding
+    assert np.abs(a.frames[0].astype(int) - b.frames[0].astype(int)).mean() < 3
+
+
+def test_geometry_matches_open_clip_preprocess_exactly():
+    import av
+    import open_clip
+    import torch
+    from PIL import Image
+
+    with av.open(str(REAL_CLIPS / "languagebind_0.mp4")) as c:
+        frame = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert frame.shape[0] != frame.shape[1]  # a non-square frame exercises resize + crop
+    for size, interpolation in ((224, "bicubic"), (64, "bilinear")):
+        reference = open_clip.image_transform(size, is_train=False, interpolation=interpolation)(Image.fromarray(frame))
+        mine = torch.from_numpy(apply_geometry(frame[None], GeometrySpec(size, interpolation))[0]).permute(2, 0, 1) / 255.0
+        mean, std = (torch.tensor(x).view(3, 1, 1) for x in (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD))
+        assert torch.equal((mine - mean) / std, reference)
+
+
+def test_one_decode_serves_several_geometries():
+    video = decode_video(_request(CLIPS[0], frames=4, sizes=(32, 96)), "decord")
+    assert [f.shape[1] for f in video.frames] == [32, 96]
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: None, "missing file"),
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_text("this is not a video\n" * 100), ""),
+        (lambda p: p.write_bytes((REAL_CLIPS / "tav_car-turn.mp4").read_bytes()[:3000]), ""),
+    ],
+    ids=["missing", "zero-bytes", "text-file", "truncated"],
+)
+def test_bad_files_become_errors_not_crashes(tmp_path, make, reason):
+    path = tmp_path / "bad.mp4"
+    make(path)
+    result = decode_with_fallback(_request(path))
+    assert result.error is not None and reason in result.error
+    assert result.num_valid == 0
+
+
+AV1_WRITER = """
+import sys, av, numpy as np
+with av.open(sys.argv[1], "w") as out:
+    stream = out.add_stream("libsvtav1", rate=2)
+    stream.width = stream.height = 64
+    stream.pix_fmt = "yuv420p"
+    for i in range(6):
+        img = np.full((64, 64, 3), 40 * i % 255, np.uint8)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+"""
+
+
+def _write_av1(path):
+    # in a child process: SVT-AV1 leaves state behind that stalls other native libraries
+    subprocess.run([sys.executable, "-c", AV1_WRITER, str(path)], check=True, capture_output=True, timeout=120)
+
+
+def test_av1_falls_back_to_pyav_in_the_pool(tmp_path):
+    path = tmp_path / "av1.mp4"
+    _write_av1(path)
+    assert decode_video(_request(path), "decord").error is not None  # decord 0.6.0 cannot open AV1
+    with DecodePool(workers=1, timeout_s=60) as pool:
+        (video,) = list(pool.imap([_request(path)]))
+    assert video.error is None and video.backend == "pyav" and video.num_valid == 3
+
+
+def test_pool_keeps_order_and_records_timeouts(tmp_path):
+    requests = [_request(c, frames=3) for c in CLIPS[:3]]
+    with DecodePool(workers=2, timeout_s=60) as pool:
+        results = list(pool.imap(requests))
+    assert [r.frame_count for r in results] == [decode_with_fallback(r).frame_count for r in requests]
+    with DecodePool(workers=1, timeout_s=0.001) as pool:
+        (late,) = list(pool.imap(requests[:1]))
+    assert "decord: timed out" in late.error and "pyav: timed out" in late.error
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="unknown decode backend 'opencv'"):
+        DecodePool(0, 1.0, ("opencv",))
