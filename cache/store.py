@@ -95,6 +95,7 @@ class Store:
         codec: str = "zstd",
         clevel: int = 3,
         force: bool = False,
+        config: dict[str, Any] | None = None,
     ) -> "Store":
         """Create a store, or reopen one built with the same fingerprint so finished shards
         are skipped. A store built with another config is refused unless ``force``, which
@@ -136,6 +137,7 @@ class Store:
             "schema_version": SCHEMA_VERSION,
             "fingerprint": fingerprint,
             "components": components,
+            "config": config or {},
             "arrays": [asdict(a) for a in arrays],
             "shard_size": shard_size,
             "chunk_rows": chunk_rows,

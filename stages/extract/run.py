@@ -208,6 +208,7 @@ class Extractor:
             codec=layout.codec,
             clevel=layout.clevel,
             force=force,
+            config=asdict(self.cfg),
         )
 
     # ----- phases -----------------------------------------------------------------------

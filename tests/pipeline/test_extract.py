@@ -43,6 +43,7 @@ def test_store_contents_follow_the_contract(tiny_data, tmp_path):
         expected = np.where(mask[vi], np.einsum("nd,nfd->nf", t, f), 0)
         np.testing.assert_allclose(rel.astype(np.float32), expected, atol=2e-3)
         assert s.attrs["components"]["sampling"] == {"sampler": "clip4clip", "num_frames": 12}
+        assert s.attrs["config"]["layout"]["shard_size"] == 4  # the resolved config is recorded
 
 
 def test_hdf5_backend_gives_identical_arrays(tiny_data, tmp_path):

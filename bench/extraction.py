@@ -1,0 +1,114 @@
+"""Stage-one speed and store size, measured side by side in one run.
+
+- Extraction: the frames phase of stage one (decode in workers + encode + write) against
+  decode alone and encode alone on the same videos. Goal: <= 1.15x of the larger.
+- Store size: stored bytes per video of the frame arrays against F x D x 2 (raw float16).
+
+Prints the ratios and writes JSON (``--out``/extraction.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cache.manifest import read_manifest
+from cache.store import Store
+from pipeline.synth import SynthConfig, generate
+from stages.device import resolve_device
+from stages.extract.config import DecodeConfig, ExtractConfig, FrameEncoderConfig, StoreLayoutConfig
+from stages.extract.decode import DecodePool, DecodeRequest
+from stages.extract.encoders import FrameEncoder, ModelSpec
+from stages.extract.run import run_extraction
+
+
+def _data(root: Path, videos: int) -> Path:
+    if not (root / "videos.parquet").exists() or read_manifest(root).videos.num_rows != videos:
+        shutil.rmtree(root, ignore_errors=True)
+        generate(root, SynthConfig(n_train=videos, n_val=0, n_test=0, seed=11), progress=False)
+    return root
+
+
+def _requests(cfg: ExtractConfig, encoder: FrameEncoder) -> list[DecodeRequest]:
+    manifest = read_manifest(cfg.data)
+    return [
+        DecodeRequest(str(p), cfg.sampling.sampler, cfg.sampling.num_frames, w, (encoder.geometry,))
+        for p, w in zip(manifest.video_paths(), manifest.windows())
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/bench")
+    parser.add_argument("--videos", type=int, default=400)
+    parser.add_argument("--model", default="teachcache-tiny-p8", help="open_clip architecture of the frame encoder")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+
+    cfg = ExtractConfig(data=str(_data(out / "data", args.videos)), store=str(out / "store"))
+    cfg.frame_encoders = [FrameEncoderConfig(name="clip", model=args.model)]
+    cfg.text_encoders, cfg.teachers = [], []
+    cfg.decode = DecodeConfig(workers=args.workers)
+    cfg.layout = StoreLayoutConfig(shard_size=256)
+    encoder = FrameEncoder(ModelSpec(args.model), resolve_device(cfg.device), cfg.precision)
+    requests = _requests(cfg, encoder)
+
+    t0 = time.perf_counter()
+    with DecodePool(args.workers, cfg.decode.timeout_s) as pool:
+        decoded = list(pool.imap(requests))
+    decode_s = time.perf_counter() - t0
+
+    frames = np.concatenate([d.frames[0] for d in decoded if d.error is None])
+    t0 = time.perf_counter()
+    for start in range(0, len(frames), 32 * cfg.sampling.num_frames):
+        encoder.encode(frames[start : start + 32 * cfg.sampling.num_frames])
+    encode_s = time.perf_counter() - t0
+
+    summary = run_extraction(cfg, force=True, progress=False)
+    stage_s = summary.phase_seconds["frames"]
+    with Store.open(cfg.store) as store:
+        info = store.info()
+    raw_per_video = cfg.sampling.num_frames * encoder.dim * 2
+    frame_bytes = next(a["stored_bytes"] for a in info["arrays"] if a["name"] == "frames/clip") / info["videos"]
+
+    result = {
+        "videos": len(requests),
+        "frames": int(len(frames)),
+        "model": args.model,
+        "workers": args.workers,
+        "decode_only_s": decode_s,
+        "encode_only_s": encode_s,
+        "stage_one_frames_s": stage_s,
+        "stage_one_over_max": stage_s / max(decode_s, encode_s),
+        "goal_stage_one_over_max": 1.15,
+        "videos_per_s": len(requests) / stage_s,
+        "frames_bytes_per_video": frame_bytes,
+        "raw_f_x_d_x_2": raw_per_video,
+        "frames_bytes_over_raw": frame_bytes / raw_per_video,
+        "store_bytes_per_video": info["bytes_per_video"],
+    }
+    (out / "extraction.json").write_text(json.dumps(result, indent=2))
+    verdict = "meets" if result["stage_one_over_max"] <= 1.15 else f"misses by {result['stage_one_over_max'] / 1.15:.2f}x"
+    print(
+        f"extraction ({len(requests)} videos, {len(frames)} frames, {args.model}, {args.workers} decode workers): "
+        f"decode-only {decode_s:.1f} s, encode-only {encode_s:.1f} s, stage one {stage_s:.1f} s "
+        f"= {result['stage_one_over_max']:.2f}x of the larger (goal <= 1.15x: {verdict})"
+    )
+    print(
+        f"store size: frames {frame_bytes:.0f} B/video vs F x D x 2 = {raw_per_video} B "
+        f"({result['frames_bytes_over_raw']:.2f}x); whole store {info['bytes_per_video']:.0f} B/video"
+    )
+    print(f"wrote {out / 'extraction.json'}")
+
+
+if __name__ == "__main__":
+    main()
