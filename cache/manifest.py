@@ -141,7 +141,7 @@ def read_manifest(root: str | Path) -> Manifest:
     for name in (VIDEOS_FILE, CAPTIONS_FILE):
         if not (root / name).is_file():
             raise FileNotFoundError(
-                f"no {name} under {root}: run `teachcache synth --out {root}` or `teachcache prepare` first"
+                f"no {name} under {root}: run `teachcache synth --out {root}` (the generated data set) or write the manifests first"
             )
     vt = _as_table(pq.read_table(root / VIDEOS_FILE), VIDEO_SCHEMA)
     ct = _as_table(pq.read_table(root / CAPTIONS_FILE), CAPTION_SCHEMA)

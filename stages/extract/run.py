@@ -24,7 +24,7 @@ from cache.fingerprint import canonical_json, fingerprint
 from cache.manifest import Manifest, read_manifest
 from cache.store import SCHEMA_VERSION, ArraySpec, Store
 from stages.device import resolve_device
-from stages.extract.config import ExtractConfig
+from stages.extract.config import ExtractConfig, TextEncoderConfig
 from stages.extract.decode import DecodePool, DecodeRequest
 from stages.extract.encoders import (
     TEXT_ENCODERS,
@@ -71,6 +71,10 @@ class ExtractionSummary:
 
 class ExtractionFailures(RuntimeError):
     """Raised in strict mode when any video failed."""
+
+
+def _text_spec(t: TextEncoderConfig) -> ModelSpec:
+    return ModelSpec(t.model, t.pretrained, t.seed, t.tokenizer, t.output)
 
 
 def validate_config(cfg: ExtractConfig) -> None:
@@ -131,7 +135,9 @@ def extraction_components(cfg: ExtractConfig, manifest: Manifest) -> dict:
                 "name": t.name,
                 "kind": t.kind,
                 "model": t.model,
-                "weights": text_weights_identity(t.kind, ModelSpec(t.model, t.pretrained, t.seed)),
+                "weights": text_weights_identity(t.kind, _text_spec(t)),
+                "tokenizer": t.tokenizer,
+                "output": t.output,
             }
             for t in cfg.text_encoders
         ],
@@ -173,7 +179,7 @@ class Extractor:
     def text_encoder(self, name: str):
         if name not in self._text_encoders:
             t = next(t for t in self.cfg.text_encoders if t.name == name)
-            self._text_encoders[name] = build_text_encoder(t.kind, ModelSpec(t.model, t.pretrained, t.seed), self.device, self.cfg.precision, t.batch_size)
+            self._text_encoders[name] = build_text_encoder(t.kind, _text_spec(t), self.device, self.cfg.precision, t.batch_size)
         return self._text_encoders[name]
 
     def array_specs(self) -> list[ArraySpec]:

