@@ -1,0 +1,123 @@
+"""The CLIP4Clip student on cached features (METHOD section 4), with optional AFA.
+
+Retrieval cost is CLIP4Clip's: one vector per video (query-independent) and one per
+caption; a score is one dot product. The frozen backbone is stage one's cache, so every
+trainable parameter lives in the heads below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stages.options import opt
+
+VIDEO_HEADS = ("meanP", "seqTransf")
+AFA_TEMPERATURE = 0.1  # aggregation temperature; the teaching distribution uses 1
+
+
+@dataclass
+class StudentConfig:
+    video_head: str = opt("seqTransf", "meanP (masked mean of normalised frames) or seqTransf (4 transformer layers, then meanP)")
+    layers: int = opt(4, "seqTransf: residual transformer layers over the frames")
+    heads: int = opt(4, "seqTransf: attention heads (must divide the frame width)")
+    max_frames: int = opt(64, "seqTransf: size of the frame position embedding table")
+    video_projection: bool = opt(True, "a linear video projection (identity-initialised): meanP has no other trainable video parameter")
+    afa: bool = opt(True, "TeachCLIP's attentional frame aggregation instead of the plain mean")
+    afa_masked: bool = opt(True, "mask padded frames in both AFA softmaxes (TeachCLIP does not: false reproduces it)")
+    logit_scale: float = opt(100.0, "initial logit scale (learnable, clamped to <= 100)")
+
+
+def _identity_linear(in_dim: int, out_dim: int) -> nn.Linear:
+    layer = nn.Linear(in_dim, out_dim)
+    with torch.no_grad():
+        layer.bias.zero_()
+        if in_dim == out_dim:
+            layer.weight.copy_(torch.eye(in_dim))
+    return layer
+
+
+class AFA(nn.Module):
+    """Attentional frame aggregation: ``a_f = Linear(D->1)(ReLU(Linear(D->D)(phi_f)))``."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.hidden = nn.Linear(dim, dim)
+        self.score = nn.Linear(dim, 1)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frame logits [B, F] (before any softmax)."""
+        return self.score(F.relu(self.hidden(frames))).squeeze(-1)
+
+
+class Student(nn.Module):
+    """Text head (projection of the cached sentence vector) and video head over cached frames."""
+
+    def __init__(self, config: StudentConfig, text_dim: int, frame_dim: int):
+        super().__init__()
+        if config.video_head not in VIDEO_HEADS:
+            raise ValueError(f"student.video_head = {config.video_head!r}; choose one of {VIDEO_HEADS}")
+        self.config = config
+        self.text_projection = _identity_linear(text_dim, frame_dim)
+        self.video_projection = _identity_linear(frame_dim, frame_dim) if config.video_projection else nn.Identity()
+        if config.video_head == "seqTransf":
+            if frame_dim % config.heads:
+                raise ValueError(f"student.heads = {config.heads} does not divide the frame width {frame_dim}")
+            self.frame_positions = nn.Embedding(config.max_frames, frame_dim)
+            nn.init.normal_(self.frame_positions.weight, std=0.01)
+            layer = nn.TransformerEncoderLayer(frame_dim, config.heads, 4 * frame_dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+            self.temporal = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.afa = AFA(frame_dim) if config.afa else None
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale)))
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+        """Normalised caption vectors [B, D]."""
+        return F.normalize(self.text_projection(text.float()), dim=-1)
+
+    def frame_features(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """phi_f: projected frames, through the temporal transformer for seqTransf (output + input)."""
+        x = self.video_projection(frames.float())
+        if self.config.video_head == "seqTransf":
+            n = x.shape[1]
+            if n > self.config.max_frames:
+                raise ValueError(f"{n} frames exceed student.max_frames = {self.config.max_frames}")
+            hidden = x + self.frame_positions(torch.arange(n, device=x.device))
+            # a video with no valid frame would attend to nothing: let it attend to all (its output is masked later)
+            key_padding = ~mask.bool() & mask.bool().any(-1, keepdim=True)
+            x = self.temporal(hidden, src_key_padding_mask=key_padding) + x
+        return x
+
+    def frame_logits(self, phi: torch.Tensor) -> torch.Tensor | None:
+        """AFA logits a_f [B, F] (None without AFA)."""
+        return None if self.afa is None else self.afa(phi)
+
+    def encode_video(self, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Normalised video vectors [B, D] and the AFA logits [B, F] (None without AFA)."""
+        mask = mask.bool()
+        phi = self.frame_features(frames, mask)
+        normed = F.normalize(phi, dim=-1)
+        logits = self.frame_logits(phi)
+        if logits is None:
+            weights = mask.float() / mask.float().sum(-1, keepdim=True).clamp(min=1.0)
+        else:
+            scores = logits / AFA_TEMPERATURE
+            if self.config.afa_masked:
+                scores = scores.masked_fill(~mask, float("-inf"))
+                weights = torch.nan_to_num(F.softmax(scores, -1), nan=0.0)  # no valid frame: zero vector
+            else:
+                weights = F.softmax(scores, -1)
+        video = (weights.unsqueeze(-1) * normed).sum(1)
+        return F.normalize(video, dim=-1), logits
+
+    def scale(self) -> torch.Tensor:
+        """The logit scale, clamped to <= 100."""
+        return self.logit_scale.exp().clamp(max=100.0)
+
+    def forward(self, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Student logits S = scale * cos [B_text, B_video] and the AFA frame logits."""
+        video, frame_logits = self.encode_video(frames, mask)
+        return self.scale() * self.encode_text(text) @ video.T, frame_logits
