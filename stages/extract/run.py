@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from cache.backends import detect_backend
 from cache.fingerprint import canonical_json, fingerprint
+from cache.lock import WriterLock
 from cache.manifest import Manifest, read_manifest
 from cache.store import SCHEMA_VERSION, ArraySpec, Store
-from stages.device import resolve_device
+from stages.device import autocast_dtype, resolve_device
 from stages.extract.config import ExtractConfig, TextEncoderConfig
 from stages.extract.decode import DecodePool, DecodeRequest
 from stages.extract.encoders import (
@@ -32,13 +33,13 @@ from stages.extract.encoders import (
     ModelSpec,
     build_text_encoder,
     package_version,
+    open_clip_identity,
     text_weights_identity,
-    weights_identity,
 )
 from stages.extract.sampling import SAMPLERS
 from stages.teachers.registry import build_teacher
 
-PACKAGES = ("torch", "open_clip_torch", "transformers", "sentence-transformers", "decord", "av", "numpy")
+PACKAGES = ("torch", "open_clip_torch", "decord", "av", "pillow", "numpy")  # plus each text kind's own
 FRAMES_UNIT = "frames"
 VIDEO_BATCH = 32  # videos whose frames are encoded together
 
@@ -95,14 +96,14 @@ def validate_config(cfg: ExtractConfig) -> None:
     for te in cfg.text_encoders:
         if te.kind not in TEXT_ENCODERS:
             raise ValueError(f"text encoder {te.name!r}: unknown kind {te.kind!r}; choose one of {sorted(TEXT_ENCODERS)}")
-    frame_names = {f.name for f in cfg.frame_encoders}
-    text_names = {t.name for t in cfg.text_encoders}
+    frames = {f.name: f for f in cfg.frame_encoders}
+    texts = {t.name: t for t in cfg.text_encoders}
     for t in cfg.teachers:
-        if t.frames not in frame_names:
+        if t.frames not in frames:
             raise ValueError(f"teacher {t.name!r} reads frames/{t.frames}, but no frame encoder is named {t.frames!r}")
-        if t.text not in text_names:
+        if t.text not in texts:
             raise ValueError(f"teacher {t.name!r} reads text/{t.text}, but no text encoder is named {t.text!r}")
-        build_teacher(t)  # unknown kinds fail here
+        build_teacher(t).check_sources(frames[t.frames], texts[t.text])
 
 
 def manifest_digest(manifest: Manifest) -> str:
@@ -122,12 +123,7 @@ def extraction_components(cfg: ExtractConfig, manifest: Manifest) -> dict:
         "sampling": asdict(cfg.sampling),
         "precision": cfg.precision,
         "frame_encoders": [
-            {
-                "name": f.name,
-                "model": f.model,
-                "weights": weights_identity(ModelSpec(f.model, f.pretrained, f.seed)),
-                "preprocess": "open_clip image_transform (eval) of the model",
-            }
+            {"name": f.name, "model": f.model, **open_clip_identity(ModelSpec(f.model, f.pretrained, f.seed))}
             for f in cfg.frame_encoders
         ],
         "text_encoders": [
@@ -142,7 +138,7 @@ def extraction_components(cfg: ExtractConfig, manifest: Manifest) -> dict:
             for t in cfg.text_encoders
         ],
         "teachers": [asdict(t) for t in cfg.teachers],
-        "packages": {p: package_version(p) for p in PACKAGES},
+        "packages": {p: package_version(p) for p in sorted(set(PACKAGES).union(*(TEXT_ENCODERS[t.kind][1] for t in cfg.text_encoders)))},
     }
 
 
@@ -215,15 +211,16 @@ class Extractor:
             clevel=layout.clevel,
             force=force,
             config=asdict(self.cfg),
+            compute={"device": self.device.type, "autocast": str(autocast_dtype(self.device, self.cfg.precision))},
         )
 
     # ----- phases -----------------------------------------------------------------------
     def run(self, force: bool = False, strict: bool = False) -> ExtractionSummary:
-        """Run (or resume) the whole extraction and finalise the store."""
+        """Run (or resume) the whole extraction and finalise the store. The writer lock is
+        taken before anything in the store directory is created, resumed or removed."""
         start = time.perf_counter()
-        store = self.open_store(force)
-        summary = ExtractionSummary(str(store.path), store.num_rows("videos"), store.num_rows("captions"), 0, 0.0)
-        with store, store.writer_lock():
+        with WriterLock(self.cfg.store), self.open_store(force) as store:
+            summary = ExtractionSummary(str(store.path), store.num_rows("videos"), store.num_rows("captions"), 0, 0.0)
             for name, phase in (("text", self._text_phase), ("frames", self._frames_phase), ("teachers", self._teacher_phase)):
                 t0 = time.perf_counter()
                 done, skipped = phase(store)

@@ -41,18 +41,19 @@ def clip4clip_indices(frame_count: int, fps: float, num_frames: int, window: tup
 
 
 def uniform_indices(frame_count: int, fps: float, num_frames: int, window: tuple[float, float] | None = None) -> np.ndarray:
-    """X-Pool sampling: the middle frame of ``num_frames`` equal intervals over the decoded
-    frames (of the window, if given). Short videos repeat frames rather than pad."""
-    if frame_count <= 0:
-        return np.zeros(0, dtype=np.int64)
+    """X-Pool sampling: the middle frame of ``min(F, n)`` equal intervals over the ``n``
+    decoded frames (of the window, if given). X-Pool repeats the last frame of a short
+    video; here, as for clip4clip, the caller pads and masks instead."""
     first, stop = 0, frame_count
     if window is not None:
         rate = max(fps, 1e-6)
-        first = min(frame_count - 1, max(0, int(window[0] * rate)))
-        stop = max(first + 1, min(frame_count, int(np.ceil(window[1] * rate))))
-    bounds = np.linspace(first, stop, num=num_frames + 1).astype(np.int64)
-    starts, ends = bounds[:-1], np.maximum(bounds[1:] - 1, bounds[:-1])
-    return (starts + ends) // 2
+        first = max(0, int(window[0] * rate))
+        stop = min(frame_count, int(np.ceil(window[1] * rate)))
+    if stop <= first:
+        return np.zeros(0, dtype=np.int64)
+    count = min(num_frames, stop - first)
+    bounds = np.linspace(first, stop, num=count + 1).astype(np.int64)
+    return (bounds[:-1] + bounds[1:] - 1) // 2
 
 
 def sample_indices(

@@ -46,6 +46,22 @@ class DualTeacher(torch.nn.Module):
         """Store arrays this teacher reads."""
         return [self.text_array, self.frames_array, self.mask_array]
 
+    def check_sources(self, frame_encoder, text_encoder) -> None:
+        """Refuse, before any work, encoders that are not one CLIP's two towers (the
+        configs of the frame encoder and text encoder this teacher reads)."""
+        same = text_encoder.kind == "open_clip" and (text_encoder.model, text_encoder.pretrained, text_encoder.seed) == (
+            frame_encoder.model,
+            frame_encoder.pretrained,
+            frame_encoder.seed,
+        )
+        if not same:
+            raise ValueError(
+                f"teacher {self.config.name!r} (dual) reads frames/{frame_encoder.name} ({frame_encoder.model}, "
+                f"pretrained={frame_encoder.pretrained!r}, seed={frame_encoder.seed}) and text/{text_encoder.name} "
+                f"({text_encoder.kind} {text_encoder.model}, pretrained={text_encoder.pretrained!r}, seed={text_encoder.seed}); "
+                "a dual teacher needs the open_clip text tower of the same model, weights and seed"
+            )
+
     def check_dims(self, text_dim: int, frame_dim: int) -> None:
         """Refuse a text/frame pair whose widths differ (not one CLIP's two towers)."""
         if text_dim != frame_dim:

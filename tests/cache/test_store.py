@@ -16,8 +16,8 @@ ARRAYS = [
 COMPONENTS = {"model": "tiny", "sampling": {"num_frames": 3}}
 
 
-def _prepare(path, backend="zarr", components=COMPONENTS, force=False):
-    return Store.prepare(path, backend=backend, fingerprint=fingerprint(components), components=components, videos=VIDEOS, captions=CAPTIONS, arrays=ARRAYS, shard_size=4, chunk_rows=2, force=force)
+def _prepare(path, backend="zarr", components=COMPONENTS, force=False, compute=None):
+    return Store.prepare(path, backend=backend, fingerprint=fingerprint(components), components=components, videos=VIDEOS, captions=CAPTIONS, arrays=ARRAYS, shard_size=4, chunk_rows=2, force=force, compute=compute)
 
 
 def _fill(store, rng):
@@ -135,3 +135,10 @@ def test_diff_components_lists_nested_paths():
         "a.b: 1 in the store, 2 wanted",
         "c[1]: 2 in the store, 3 wanted",
     ]
+
+
+def test_a_store_is_resumed_only_on_the_same_compute(tmp_path):
+    _prepare(tmp_path / "s", compute={"device": "cpu", "autocast": "None"}).close()
+    with pytest.raises(StoreMismatch, match="same kind of device and precision"):
+        _prepare(tmp_path / "s", compute={"device": "cuda", "autocast": "torch.bfloat16"})
+    _prepare(tmp_path / "s", compute={"device": "cpu", "autocast": "None"}).close()

@@ -7,6 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from cache.fingerprint import diff_components
+from cache.lock import StoreLocked, WriterLock
 from cache.store import Store, StoreMismatch
 from conftest import tiny_extract_config
 from pipeline.cli import main
@@ -95,35 +97,68 @@ def test_another_config_is_refused_and_force_rebuilds(tiny_data, tmp_path):
 
 
 def _damage(data):
-    """Break three videos in three ways; return their ids."""
+    """Break four videos in four ways; return {video_id: expected words of the reason}."""
     videos = pq.read_table(data / "videos.parquet").to_pylist()
     (data / videos[1]["path"]).unlink()
     (data / videos[2]["path"]).write_bytes(b"")
-    full = (data / videos[5]["path"]).read_bytes()
-    (data / videos[5]["path"]).write_bytes(full[: len(full) // 8])
-    return {videos[1]["video_id"]: "missing file", videos[2]["video_id"]: "empty file", videos[5]["video_id"]: ""}
+    (data / videos[5]["path"]).write_bytes((data / videos[5]["path"]).read_bytes()[:200])
+    (data / videos[6]["path"]).write_text("not a video\n" * 50)
+    return {videos[1]["video_id"]: "missing file", videos[2]["video_id"]: "empty file", videos[5]["video_id"]: "decord", videos[6]["video_id"]: "decord"}
 
 
 def test_bad_videos_are_recorded_with_zero_features_and_strict_fails(data_copy, tmp_path):
     broken = _damage(data_copy)
     cfg = tiny_extract_config(data_copy, tmp_path / "s")
     summary = run_extraction(cfg, progress=False)
+    assert summary.failed == 4 and "(4 failed)" in summary.line()
     with Store.open(tmp_path / "s") as s:
         failures = {f["video_id"]: f for f in s.failures().to_pylist()}
         ids = s.videos().column("video_id").to_pylist()
         frames, mask, rel = s.read("frames/clip"), s.read("frame_mask/clip"), s.read("relevance/dual")
         vi = s.captions().column("video_index").to_numpy()
-    assert summary.failed >= 2 and {k for k in broken if broken[k]} <= set(failures)
+    assert set(failures) == set(broken)
     for vid, reason in broken.items():
-        if vid in failures:
-            assert reason in failures[vid]["reason"] and failures[vid]["stage"] == "decode"
-            row = ids.index(vid)
-            assert not mask[row].any() and np.all(frames[row] == 0)
-            assert np.all(rel[vi == row] == 0)
+        assert reason in failures[vid]["reason"] and failures[vid]["stage"] == "decode"
+        row = ids.index(vid)
+        assert not mask[row].any() and np.all(frames[row] == 0)
+        assert np.all(rel[vi == row] == 0)
+    assert mask.sum() > 0  # the healthy videos were encoded
     for arr in (frames, rel):
         assert np.isfinite(arr.astype(np.float32)).all()
     with pytest.raises(ExtractionFailures, match="--strict"):
         run_extraction(cfg, strict=True, progress=False)
+    strict = CliRunner().invoke(main, ["extract", "--quiet", "--strict", "--set", f"extract.data={data_copy}", "--set", f"extract.store={tmp_path / 's'}", "--set", "extract.decode.workers=0", "--set", "extract.layout.shard_size=4", "--set", "extract.layout.chunk_rows=2", "--set", "extract.text_encoders=[]", "--set", "extract.teachers=[]", "--force"])
+    assert strict.exit_code == 3 and "4 videos failed" in strict.output
+
+
+def test_force_waits_for_the_lock_and_deletes_nothing_while_another_writer_holds_it(tiny_data, tmp_path):
+    cfg = tiny_extract_config(tiny_data, tmp_path / "s")
+    run_extraction(cfg, progress=False)
+    markers = sorted((tmp_path / "s" / "_done").iterdir())
+    with WriterLock(tmp_path / "s"):
+        with pytest.raises(StoreLocked, match="being written by pid"):
+            run_extraction(cfg, force=True, progress=False)
+    assert sorted((tmp_path / "s" / "_done").iterdir()) == markers
+    assert Store.open(tmp_path / "s").complete
+
+
+def test_a_dual_teacher_over_two_different_models_is_refused_before_any_work(tiny_data, tmp_path):
+    cfg = tiny_extract_config(tiny_data, tmp_path / "s")
+    cfg.frame_encoders[0].seed = 1  # frames from another CLIP than the text tower (seed 0)
+    with pytest.raises(ValueError, match="teacher 'dual' \\(dual\\).*same model, weights and seed"):
+        run_extraction(cfg, progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+def test_fingerprint_covers_architecture_and_preprocessing(tiny_data, tmp_path):
+    base = Extractor(tiny_extract_config(tiny_data, tmp_path / "a"))
+    other = tiny_extract_config(tiny_data, tmp_path / "b")
+    other.frame_encoders[0].model = other.text_encoders[0].model = "teachcache-tiny-p8"
+    changed = Extractor(other)
+    assert base.fingerprint != changed.fingerprint
+    diff = diff_components(base.components, changed.components)
+    assert any("architecture.vision_cfg.patch_size" in d for d in diff)
+    assert base.components["frame_encoders"][0]["preprocess"].keys() == {"mean", "std", "interpolation", "resize_mode"}
 
 
 def test_cli_extract_info_and_errors(tiny_data, tmp_path):
