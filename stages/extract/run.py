@@ -62,6 +62,11 @@ class ExtractionSummary:
         return self.videos / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
+        if self.shards_done == 0:
+            return (
+                f"extract: nothing to do, all {self.shards_skipped} shards already done "
+                f"({self.videos} videos, {self.failed} failed, {self.captions} captions) -> {self.store}"
+            )
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in self.phase_seconds.items())
         return (
             f"extract: {self.videos} videos ({self.failed} failed), {self.captions} captions in "
