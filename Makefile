@@ -32,10 +32,10 @@ extract-teachers: setup data
 	$(BIN)/teachcache info $(STORE)
 
 train-student: setup
-	$(BIN)/teachcache train --config $(CONFIG)
+	$(BIN)/teachcache train --config $(CONFIG) --set extract.data=$(DATA) --set extract.store=$(STORE)
 
 demo: extract-teachers
-	@echo "demo: stage one done, store at $(STORE); stage two (train-student) lands with its own issue"
+	$(MAKE) --no-print-directory train-student
 
 test: setup
 	$(BIN)/python -m pytest -q

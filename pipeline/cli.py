@@ -30,7 +30,7 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, ManifestError, StoreError, StoreLocked, FileNotFoundError, ValueError) as exc:
+        except (ConfigError, ManifestError, StoreError, StoreLocked, FileNotFoundError, ValueError, KeyError) as exc:
             raise UserError(str(exc)) from exc
 
     return wrapper
@@ -128,9 +128,27 @@ def info(store: str, as_json: bool) -> None:
 
 @main.command()
 @config_options
-def train(config_path: str, overrides: tuple[str, ...]) -> None:
-    """Stage two: train the student from the store (not built yet)."""
-    raise UserError("stage two (train-student) is not built yet: it lands with the stage-two issue; the store from `teachcache extract` is what it will read")
+@click.option("--quiet", is_flag=True, help="no progress bars or per-epoch lines")
+@user_errors
+def train(config_path: str, overrides: tuple[str, ...], quiet: bool) -> None:
+    """Stage two: train the student from the store only (no video, no encoder)."""
+    from cache.store import Store
+    from stages.extract.run import store_fingerprint
+    from stages.student.train import train_student
+
+    cfg = load_config(config_path, list(overrides))
+    expected, components = store_fingerprint(cfg.extract)
+    with Store.open(cfg.extract.store, expected_fingerprint=expected, expected_components=components) as store:
+        run_dir = Path(cfg.train.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(dump_config(cfg))
+        result = train_student(cfg.train, store, cfg.extract.teachers, progress=not quiet)
+    t2v, val = result["test"]["t2v"], result["val"]["t2v"]
+    click.echo(
+        f"train: {cfg.train.objective.kind} student, best epoch {result['best_epoch']}: val t2v R1 {val['R1']:.1f}, "
+        f"test t2v R1 {t2v['R1']:.1f} R5 {t2v['R5']:.1f} R10 {t2v['R10']:.1f} MdR {t2v['MdR']:.0f}; "
+        f"{result['epoch_seconds']:.1f} s/epoch -> {run_dir / 'metrics.json'}"
+    )
 
 
 if __name__ == "__main__":

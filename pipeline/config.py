@@ -1,7 +1,7 @@
 """The project config: typed dataclasses loaded from TOML, with ``key=value`` overrides.
 
-A config file has one table per part: ``[synth]`` (the generated data set) and
-``[extract]`` (stage one). Unknown keys and wrong types are errors that name the key.
+A config file has one table per part: ``[synth]`` (the generated data set),
+``[extract]`` (stage one) and ``[train]`` (stage two). Unknown keys and wrong types are errors that name the key.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.synth import SynthConfig
 from stages.extract.config import ExtractConfig
+from stages.student.train import TrainConfig
 from stages.options import opt
 
 
@@ -25,6 +26,7 @@ class ConfigError(ValueError):
 class Config:
     synth: SynthConfig = opt(SynthConfig(), "the generated demo data set (teachcache synth)")
     extract: ExtractConfig = opt(ExtractConfig(), "stage one: decoding, encoders, teachers, store")
+    train: TrainConfig = opt(TrainConfig(), "stage two: the student, its objective and its training")
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

@@ -157,6 +157,13 @@ def ordered_captions(manifest: Manifest) -> pa.Table:
     return table.append_column("video_index", pa.array(video_index[order]))
 
 
+def store_fingerprint(cfg: ExtractConfig) -> tuple[str, dict]:
+    """The fingerprint (and its components) a store built from this config carries; cheap
+    (reads the manifests, loads no model), so consumers can check the store they read."""
+    components = extraction_components(cfg, read_manifest(cfg.data))
+    return fingerprint(components), components
+
+
 class Extractor:
     """Runs stage one for one config; encoders are built lazily, only if work remains."""
 

