@@ -25,7 +25,7 @@ def _pearson_rows(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = 
     n = w.sum(-1, keepdim=True).clamp(min=1.0)
     xc = (x - (x * w).sum(-1, keepdim=True) / n) * w
     yc = (y - (y * w).sum(-1, keepdim=True) / n) * w
-    return (xc * yc).sum(-1) / (xc.square().sum(-1) * yc.square().sum(-1)).clamp(min=eps).sqrt()
+    return (xc * yc).sum(-1) / (xc.norm(dim=-1) * yc.norm(dim=-1)).clamp(min=eps)
 
 
 def _coarse_one(s: torch.Tensor, t: torch.Tensor, method: str) -> torch.Tensor:
@@ -65,7 +65,7 @@ def fine_teaching(
     """Frame-level teaching of AFA (METHOD 4c) on matched pairs, averaged over teachers.
 
     ``y = softmax_f(r / teacher_temperature)``, ``p = softmax_f(a)``. ``ce``:
-    ``mean_{b,f}(-y log p)`` (over B*F entries; over valid entries with a mask);
+    ``mean_{b,f}(-y log p)`` over all B*F entries (masked entries contribute 0);
     ``pear``: ``mean_b(1 - pearson(p_b, y_b))``; ``l1``: SmoothL1 between p and y.
     With ``frame_mask=None`` this is TeachCLIP's form (no masking of padded frames).
     """
@@ -90,7 +90,7 @@ def fine_teaching(
         y = F.softmax(logits, -1)
         if method == "ce":
             terms = torch.where(valid, -y * log_p, torch.zeros_like(p))
-            losses.append(terms.sum() / valid.sum().clamp(min=1))
+            losses.append(terms.sum() / p.numel())  # METHOD 4c: the mean is over B*F entries
         elif method == "pear":
             losses.append((1 - _pearson_rows(p, y, mask)).mean())
         else:

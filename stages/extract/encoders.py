@@ -141,16 +141,6 @@ class FrameEncoder:
         self.std = torch.tensor(cfg["std"], device=device).view(1, 3, 1, 1)
         self.dim = int(self.model.visual.output_dim)
 
-    def preprocess_config(self) -> dict:
-        """What the fingerprint records about this encoder's preprocessing."""
-        return {
-            "image_size": self.geometry.image_size,
-            "interpolation": self.geometry.interpolation,
-            "resize_mode": self.geometry.resize_mode,
-            "mean": [round(float(x), 6) for x in self.mean.flatten()],
-            "std": [round(float(x), 6) for x in self.std.flatten()],
-        }
-
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """Encode uint8 frames [N, S, S, 3] (already resized and cropped) to float32 [N, D]."""

@@ -73,6 +73,7 @@ class Student(nn.Module):
             self.temporal = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.afa = AFA(frame_dim) if config.afa else None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale)))
+        self.clamp_scale()
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         """Normalised caption vectors [B, D]."""
@@ -114,8 +115,13 @@ class Student(nn.Module):
         return F.normalize(video, dim=-1), logits
 
     def scale(self) -> torch.Tensor:
-        """The logit scale, clamped to <= 100."""
-        return self.logit_scale.exp().clamp(max=100.0)
+        """The logit scale (kept <= 100 by ``clamp_scale`` after each step, so it still learns)."""
+        return self.logit_scale.exp()
+
+    @torch.no_grad()
+    def clamp_scale(self, maximum: float = 100.0) -> None:
+        """Clamp the learnable logit scale to <= maximum, as CLIP does, on the parameter."""
+        self.logit_scale.clamp_(max=math.log(maximum))
 
     def forward(self, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Student logits S = scale * cos [B_text, B_video] and the AFA frame logits."""

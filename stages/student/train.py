@@ -58,7 +58,7 @@ class TrainConfig:
     batch_size: int = opt(64, "videos (and captions) per step: B of METHOD section 4")
     lr: float = opt(1e-4, "base learning rate (AdamW, 10 % warm-up then cosine)")
     afa_lr_multiplier: float = opt(10.0, "AFA learns at this multiple of the base rate")
-    weight_decay: float = opt(0.2, "AdamW weight decay (none on biases, norms, embeddings, logit scale)")
+    weight_decay: float = opt(0.2, "AdamW weight decay (none on biases, norms and the logit scale)")
     warmup: float = opt(0.1, "fraction of the steps spent warming up")
     grad_clip: float = opt(1.0, "gradient-norm clip")
     seed: int = opt(0, "seed of the initialisation and the batch order")
@@ -131,11 +131,11 @@ def objective_loss(cfg: ObjectiveConfig, student: Student, S, frame_logits, mask
 
 
 def param_groups(student: Student, cfg: TrainConfig) -> list[dict]:
-    """AdamW groups: decayed weights, undecayed biases/norms/embeddings/scale, AFA at a higher rate."""
+    """AdamW groups: decayed weights, undecayed biases/norms (and the scalar logit scale), AFA at a higher rate."""
     groups = {"decay": [], "no_decay": [], "afa_decay": [], "afa_no_decay": []}
     for name, p in student.named_parameters():
         afa = name.startswith("afa.")
-        plain = p.ndim < 2 or "norm" in name or "frame_positions" in name or name == "logit_scale"
+        plain = p.ndim < 2  # biases, norm weights and the logit scale
         groups[("afa_" if afa else "") + ("no_decay" if plain else "decay")].append(p)
     afa_lr = cfg.lr * cfg.afa_lr_multiplier
     spec = {
@@ -212,6 +212,7 @@ def train_student(cfg: TrainConfig, store: Store, teachers: list[TeacherConfig],
             parts["total"].backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
             optimizer.step()
+            student.clamp_scale()
             scheduler.step()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v.item()

@@ -41,7 +41,7 @@ def test_fine_ce_teachclip_form_and_masked_form():
     assert fine_teaching(a, [r]).item() == pytest.approx((-(y * log_p)).mean().item(), rel=1e-6)  # mean over B*F
     mask = torch.tensor([[True, True, False]])
     y2, log_p2 = F.softmax(r[:, :2], -1), F.log_softmax(a[:, :2], -1)
-    assert fine_teaching(a, [r], mask).item() == pytest.approx((-(y2 * log_p2)).sum().item() / 2, rel=1e-6)
+    assert fine_teaching(a, [r], mask).item() == pytest.approx((-(y2 * log_p2)).sum().item() / 3, rel=1e-6)  # / (B*F)
 
 
 def test_fine_temperature_sharpens_targets_and_alternatives_run():

@@ -50,7 +50,7 @@ def test_logits_shape_scale_clamp_and_no_nan_for_an_empty_video():
     s = Student(StudentConfig(logit_scale=150.0), 6, 8)
     logits, frame_logits = s(text, frames, mask)
     assert logits.shape == (3, 3) and frame_logits.shape == (3, 4)
-    assert s.scale().item() == 100.0
+    assert s.scale().item() == pytest.approx(100.0)
     assert torch.isfinite(logits).all()
     logits.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in s.parameters() if p.grad is not None)
@@ -61,3 +61,37 @@ def test_bad_head_settings_are_named():
         Student(StudentConfig(video_head="tightTransf"), 6, 8)
     with pytest.raises(ValueError, match="heads = 3"):
         Student(StudentConfig(heads=3), 6, 8)
+
+
+def test_logit_scale_learns_and_is_clamped_on_the_parameter():
+    text, frames, mask = _inputs()
+    s = Student(StudentConfig(logit_scale=50.0), 6, 8)
+    logits, _ = s(text, frames, mask)
+    logits.sum().backward()
+    assert s.logit_scale.grad.abs().item() > 0
+    with torch.no_grad():
+        s.logit_scale.fill_(10.0)
+    s.clamp_scale()
+    assert s.scale().item() == pytest.approx(100.0)
+
+
+def test_afa_aggregates_at_temperature_point_one():
+    text, frames, mask = _inputs()
+    s = Student(StudentConfig(video_head="meanP", afa=True, video_projection=False), 6, 8)
+    video, a = s.encode_video(frames, mask)
+    weights = torch.softmax((a / 0.1).masked_fill(~mask, float("-inf")), -1)
+    expected = F.normalize((weights[..., None] * F.normalize(frames, dim=-1)).sum(1), dim=-1)
+    torch.testing.assert_close(video, expected)
+    torch.testing.assert_close(a, s.afa(frames))  # the teaching logits are the raw a (temperature 1)
+
+
+def test_seqtransf_adds_its_input_back():
+    text, frames, mask = _inputs()
+    s = Student(StudentConfig(heads=4, video_projection=False), 6, 8)
+    for layer in s.temporal.layers:  # zero every residual branch: the transformer becomes the identity
+        torch.nn.init.zeros_(layer.self_attn.out_proj.weight)
+        torch.nn.init.zeros_(layer.self_attn.out_proj.bias)
+        torch.nn.init.zeros_(layer.linear2.weight)
+        torch.nn.init.zeros_(layer.linear2.bias)
+    torch.nn.init.zeros_(s.frame_positions.weight)
+    torch.testing.assert_close(s.frame_features(frames, mask), 2 * frames)  # output (= input) + input
