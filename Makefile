@@ -11,7 +11,7 @@ STORE ?= runs/demo/store
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup data extract-teachers train-student demo test bench clean
+.PHONY: setup data extract-teachers train-student ablate demo test bench clean
 
 setup: $(STAMP)
 
@@ -34,8 +34,12 @@ extract-teachers: setup data
 train-student: setup
 	$(BIN)/teachcache train --config $(CONFIG) --set extract.data=$(DATA) --set extract.store=$(STORE)
 
+ablate: setup
+	$(BIN)/teachcache ablate --config $(CONFIG) --set extract.data=$(DATA) --set extract.store=$(STORE)
+
 demo: extract-teachers
 	$(MAKE) --no-print-directory train-student
+	$(MAKE) --no-print-directory ablate
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -129,8 +129,9 @@ def info(store: str, as_json: bool) -> None:
 @main.command()
 @config_options
 @click.option("--quiet", is_flag=True, help="no progress bars or per-epoch lines")
+@click.option("--resume", is_flag=True, help="continue a killed run from its last finished epoch")
 @user_errors
-def train(config_path: str, overrides: tuple[str, ...], quiet: bool) -> None:
+def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: bool) -> None:
     """Stage two: train the student from the store only (no video, no encoder)."""
     from cache.store import Store
     from stages.extract.run import store_fingerprint
@@ -142,13 +143,26 @@ def train(config_path: str, overrides: tuple[str, ...], quiet: bool) -> None:
         run_dir = Path(cfg.train.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(dump_config(cfg))
-        result = train_student(cfg.train, store, cfg.extract.teachers, progress=not quiet)
+        result = train_student(cfg.train, store, cfg.extract.teachers, progress=not quiet, resume=resume)
     t2v, val = result["test"]["t2v"], result["val"]["t2v"]
     click.echo(
         f"train: {cfg.train.objective.kind} student, best epoch {result['best_epoch']}: val t2v R1 {val['R1']:.1f}, "
         f"test t2v R1 {t2v['R1']:.1f} R5 {t2v['R5']:.1f} R10 {t2v['R10']:.1f} MdR {t2v['MdR']:.0f}; "
         f"{result['epoch_seconds']:.1f} s/epoch -> {run_dir / 'metrics.json'}"
     )
+
+
+@main.command()
+@config_options
+@click.option("--quiet", is_flag=True, help="no per-run lines")
+@user_errors
+def ablate(config_path: str, overrides: tuple[str, ...], quiet: bool) -> None:
+    """Train the [ablate] variants over one store; write a table (md, csv) and a chart (png)."""
+    from pipeline.ablate import run_ablation
+
+    rows, out = run_ablation(config_path, list(overrides), progress=not quiet)
+    click.echo((out / "ablation.md").read_text(), nl=False)
+    click.echo(f"ablate: {len(rows)} variants -> {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation.png'}")
 
 
 if __name__ == "__main__":

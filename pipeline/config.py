@@ -1,7 +1,7 @@
 """The project config: typed dataclasses loaded from TOML, with ``key=value`` overrides.
 
 A config file has one table per part: ``[synth]`` (the generated data set),
-``[extract]`` (stage one) and ``[train]`` (stage two). Unknown keys and wrong types are errors that name the key.
+``[extract]`` (stage one), ``[train]`` (stage two) and ``[ablate]`` (variants of stage two). Unknown keys and wrong types are errors that name the key.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.ablate import AblateConfig
 from pipeline.synth import SynthConfig
 from stages.extract.config import ExtractConfig
 from stages.student.train import TrainConfig
@@ -27,6 +28,7 @@ class Config:
     synth: SynthConfig = opt(SynthConfig(), "the generated demo data set (teachcache synth)")
     extract: ExtractConfig = opt(ExtractConfig(), "stage one: decoding, encoders, teachers, store")
     train: TrainConfig = opt(TrainConfig(), "stage two: the student, its objective and its training")
+    ablate: AblateConfig = opt(AblateConfig(), "student variants trained over one cache (teachcache ablate)")
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

@@ -1,10 +1,18 @@
-"""Stage-two data: the arrays a student run needs, read once from the store into RAM.
+"""Stage-two data: the arrays a student run needs, read from the store, never from video.
 
-Nothing here decodes video or runs an encoder: every tensor comes from the store.
+Two loaders give the same ``Batch`` objects:
+- ``RamLoader``: every array of the split in RAM; batches are gathers (fast).
+- ``ShardLoader``: for stores larger than RAM. Caption-level arrays (text, relevance) stay
+  in RAM; video-level arrays (frames, masks) are read a few whole shards at a time (shard
+  order shuffled each epoch) and shuffled inside that buffer, since random-row reads from
+  Zarr are slow.
+Both draw, per epoch, each video once with one of its captions at random, so no video
+appears twice in a batch (no false in-batch negatives).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,18 +23,14 @@ from cache.store import Store
 
 @dataclass
 class SplitArrays:
-    """One split's captions and videos, as tensors (features stay float16 until a batch)."""
+    """One split's captions and videos, as tensors (features stay float16 until a batch).
+    Video-level dicts are empty when a ``ShardLoader`` streams them."""
 
     caption_ids: list[str]
     video_ids: list[str]
     caption_video: torch.Tensor  # [T] row of each caption's video in this split
-    text: torch.Tensor  # [T, D_text] the student's text features
-    frames: torch.Tensor  # [V, F, D] the student's frame features
-    mask: torch.Tensor  # [V, F] bool
-    teacher_text: dict[str, torch.Tensor] = field(default_factory=dict)  # array name -> [T, D]
-    teacher_frames: dict[str, torch.Tensor] = field(default_factory=dict)  # array name -> [V, F, D]
-    teacher_masks: dict[str, torch.Tensor] = field(default_factory=dict)
-    relevance: dict[str, torch.Tensor] = field(default_factory=dict)  # teacher name -> [T, F]
+    caption_arrays: dict[str, torch.Tensor] = field(default_factory=dict)  # "text/x", "relevance/y" -> [T, ...]
+    video_arrays: dict[str, torch.Tensor] = field(default_factory=dict)  # "frames/x", "frame_mask/x" -> [V, ...]
 
     @property
     def num_captions(self) -> int:
@@ -37,33 +41,35 @@ class SplitArrays:
         return len(self.video_ids)
 
 
-def _require(store: Store, names: list[str], who: str) -> None:
+@dataclass
+class Batch:
+    """One training batch: caption rows (in the split) and every array the step needs,
+    matched pairs on the diagonal."""
+
+    captions: torch.Tensor
+    arrays: dict[str, torch.Tensor]
+
+
+@dataclass
+class SplitRows:
+    """Which store rows form a split."""
+
+    video_rows: np.ndarray  # store rows of the split's videos
+    caption_rows: np.ndarray  # store rows of their captions
+    caption_video: np.ndarray  # per caption, its video's position in video_rows
+
+
+def _require(store: Store, names: list[str]) -> None:
     missing = [n for n in names if not store.has(n)]
     if missing:
         raise KeyError(
-            f"{who} needs {missing}, which store {store.path} lacks (it has {[a.name for a in store.arrays]}); "
-            "add the encoder or teacher to [extract] and run `teachcache extract`"
+            f"this training config needs {missing}, which store {store.path} lacks (it has "
+            f"{[a.name for a in store.arrays]}); add the encoder or teacher to [extract] and run `teachcache extract`"
         )
 
 
-def load_split(
-    store: Store,
-    split: str,
-    text_array: str,
-    frames_array: str,
-    teacher_arrays: dict[str, list[str]] | None = None,
-    relevance: list[str] | None = None,
-) -> SplitArrays:
-    """Read one split (train / val / test) of the store into RAM.
-
-    ``teacher_arrays`` maps each teacher to the store arrays it reads (text, frames,
-    mask); ``relevance`` names the teachers whose ``relevance/<name>`` is needed.
-    """
-    teacher_arrays = teacher_arrays or {}
-    relevance = relevance or []
-    needed = [text_array, frames_array, frames_array.replace("frames/", "frame_mask/", 1)]
-    needed += [n for names in teacher_arrays.values() for n in names] + [f"relevance/{r}" for r in relevance]
-    _require(store, needed, "this training config")
+def split_rows(store: Store, split: str) -> SplitRows:
+    """Rows of one split (train / val / test); refuses a split with no video."""
     videos, captions = store.videos(), store.captions()
     video_rows = np.flatnonzero(np.array(videos.column("split").to_pylist()) == split)
     if len(video_rows) == 0:
@@ -72,40 +78,90 @@ def load_split(
     local[video_rows] = np.arange(len(video_rows))
     video_index = captions.column("video_index").to_numpy()
     caption_rows = np.flatnonzero(local[video_index] >= 0)
+    return SplitRows(video_rows, caption_rows, local[video_index[caption_rows]])
 
-    def rows_of(name: str) -> np.ndarray:
-        spec = next(a for a in store.arrays if a.name == name)
-        return store.read(name, video_rows if spec.rows == "videos" else caption_rows)
 
-    def tensor(name: str) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(rows_of(name)))
-
+def load_split(store: Store, split: str, arrays: list[str], stream_videos: bool = False) -> SplitArrays:
+    """Read one split's arrays into RAM (video-level ones only unless ``stream_videos``)."""
+    _require(store, arrays)
+    rows = split_rows(store, split)
+    videos, captions = store.videos(), store.captions()
+    kinds = {a.name: a.rows for a in store.arrays}
     out = SplitArrays(
-        caption_ids=[captions.column("caption_id")[int(i)].as_py() for i in caption_rows],
-        video_ids=[videos.column("video_id")[int(i)].as_py() for i in video_rows],
-        caption_video=torch.from_numpy(local[video_index[caption_rows]]),
-        text=tensor(text_array),
-        frames=tensor(frames_array),
-        mask=tensor(frames_array.replace("frames/", "frame_mask/", 1)),
+        caption_ids=[captions.column("caption_id")[int(i)].as_py() for i in rows.caption_rows],
+        video_ids=[videos.column("video_id")[int(i)].as_py() for i in rows.video_rows],
+        caption_video=torch.from_numpy(rows.caption_video),
     )
-    for names in teacher_arrays.values():
-        for name in names:
-            target = out.teacher_text if name.startswith("text/") else out.teacher_masks if name.startswith("frame_mask/") else out.teacher_frames
-            if name not in target:
-                target[name] = tensor(name)
-    for name in relevance:
-        out.relevance[name] = tensor(f"relevance/{name}")
+    for name in dict.fromkeys(arrays):
+        if kinds[name] == "captions":
+            out.caption_arrays[name] = torch.from_numpy(np.ascontiguousarray(store.read(name, rows.caption_rows)))
+        elif not stream_videos:
+            out.video_arrays[name] = torch.from_numpy(np.ascontiguousarray(store.read(name, rows.video_rows)))
     return out
 
 
-def epoch_batches(split: SplitArrays, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """One epoch of caption-index batches: each video once, with one of its captions drawn
-    at random, so no video appears twice in a batch (no false in-batch negatives). A last
-    batch of a single video (no negative to contrast with) is dropped."""
-    order = torch.randperm(split.num_captions, generator=generator)
-    first_caption = {}
+def one_caption_per_video(caption_video: torch.Tensor, videos: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """For each given video (in the given order), one of its captions drawn at random."""
+    order = torch.randperm(len(caption_video), generator=generator)
+    first: dict[int, int] = {}
     for c in order.tolist():
-        first_caption.setdefault(int(split.caption_video[c]), c)
-    picked = torch.tensor(list(first_caption.values()), dtype=torch.long)
-    picked = picked[torch.randperm(len(picked), generator=generator)]
-    return [picked[i : i + batch_size] for i in range(0, len(picked), batch_size) if len(picked[i : i + batch_size]) > 1]
+        first.setdefault(int(caption_video[c]), c)
+    return torch.tensor([first[int(v)] for v in videos], dtype=torch.long)
+
+
+def _chunks(captions: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Batches of ``batch_size``; a last batch of one (no negative to contrast with) is dropped."""
+    return [captions[i : i + batch_size] for i in range(0, len(captions), batch_size) if len(captions[i : i + batch_size]) > 1]
+
+
+class RamLoader:
+    """Batches gathered from a split held entirely in RAM."""
+
+    def __init__(self, split: SplitArrays, batch_size: int):
+        self.split, self.batch_size = split, batch_size
+
+    def __len__(self) -> int:
+        return len(_chunks(torch.arange(self.split.num_videos), self.batch_size))
+
+    def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
+        videos = torch.randperm(self.split.num_videos, generator=generator)
+        captions = one_caption_per_video(self.split.caption_video, videos, generator)
+        for chunk in _chunks(captions, self.batch_size):
+            vids = self.split.caption_video[chunk]
+            arrays = {k: v[chunk] for k, v in self.split.caption_arrays.items()}
+            arrays |= {k: v[vids] for k, v in self.split.video_arrays.items()}
+            yield Batch(chunk, arrays)
+
+
+class ShardLoader:
+    """Batches from whole store shards read ``buffer_shards`` at a time, shuffled inside the buffer."""
+
+    def __init__(self, store: Store, split: SplitArrays, rows: SplitRows, video_array_names: list[str], batch_size: int, buffer_shards: int = 4):
+        self.store, self.split, self.batch_size, self.buffer_shards = store, split, batch_size, max(1, buffer_shards)
+        self.names = list(dict.fromkeys(video_array_names))
+        self.shards = []  # (first store row, end store row, positions in the split of the videos inside)
+        for _, lo, hi in store.shards("videos"):
+            inside = np.flatnonzero((rows.video_rows >= lo) & (rows.video_rows < hi))
+            if len(inside):
+                self.shards.append((lo, hi, inside))
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(_chunks(torch.arange(self.split.num_videos), self.batch_size))
+
+    def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
+        order = torch.randperm(len(self.shards), generator=generator).tolist()
+        for start in range(0, len(order), self.buffer_shards):
+            group = [self.shards[i] for i in order[start : start + self.buffer_shards]]
+            positions = np.concatenate([inside for _, _, inside in group])
+            buffers = {
+                name: torch.from_numpy(np.concatenate([self.store.read(name, slice(lo, hi))[self.rows.video_rows[inside] - lo] for lo, hi, inside in group]))
+                for name in self.names
+            }
+            where = {int(p): i for i, p in enumerate(positions)}
+            shuffled = torch.from_numpy(positions)[torch.randperm(len(positions), generator=generator)]
+            captions = one_caption_per_video(self.split.caption_video, shuffled, generator)
+            for chunk in _chunks(captions, self.batch_size):
+                local = torch.tensor([where[int(v)] for v in self.split.caption_video[chunk]], dtype=torch.long)
+                arrays = {k: v[chunk] for k, v in self.split.caption_arrays.items()} | {k: v[local] for k, v in buffers.items()}
+                yield Batch(chunk, arrays)

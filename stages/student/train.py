@@ -1,6 +1,6 @@
 """Stage two: train the student from the store only (METHOD section 4).
 
-Each step reads cached features from RAM, rebuilds every teacher's batch logits from the
+Each step reads cached features (from RAM, or streamed by whole shards), rebuilds every teacher's batch logits from the
 cached features with the teacher's head, and takes relevance from the store. No video is
 decoded and no encoder runs. One checkpoint per epoch (safetensors + JSON); the epoch
 with the best validation text-to-video R@1 is evaluated on the test split.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from stages.extract.config import TeacherConfig
 from stages.losses import coarse_teaching, fine_teaching, infonce, max_margin_ranking, mckd, teachtext_distillation
 from stages.metrics import retrieval_metrics
 from stages.options import opt
-from stages.student.data import SplitArrays, epoch_batches, load_split
+from stages.student.data import Batch, RamLoader, ShardLoader, SplitArrays, load_split, split_rows
 from stages.student.model import Student, StudentConfig
 from stages.teachers.registry import build_teacher
 
@@ -63,6 +64,8 @@ class TrainConfig:
     grad_clip: float = opt(1.0, "gradient-norm clip")
     seed: int = opt(0, "seed of the initialisation and the batch order")
     device: str = opt("auto", "auto (CUDA when present), cpu, cuda ...")
+    loader: str = opt("ram", "ram (the split's arrays in RAM) or stream (whole store shards, shuffled in a buffer)")
+    buffer_shards: int = opt(4, "stream: store shards read into the shuffle buffer at a time")
     eval_batch: int = opt(1024, "videos or captions encoded per evaluation step")
 
 
@@ -85,21 +88,18 @@ class TeacherBank:
     def arrays(self) -> dict[str, list[str]]:
         return {n: h.required_arrays() for n, h in self.heads.items()}
 
-    def logits(self, split: SplitArrays, captions: torch.Tensor, videos: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
-        """Each teacher's [B, B] logits for this batch."""
-        out = []
-        for head in self.heads.values():
-            text = split.teacher_text[head.text_array][captions].to(device)
-            frames = split.teacher_frames[head.frames_array][videos].to(device)
-            mask = split.teacher_masks[head.mask_array][videos].to(device)
-            out.append(head.logits(text, frames, mask))
-        return out
+    def logits(self, batch: Batch, device: torch.device) -> list[torch.Tensor]:
+        """Each teacher's [B, B] logits for this batch, rebuilt from cached features."""
+        return [
+            head.logits(batch.arrays[head.text_array].to(device), batch.arrays[head.frames_array].to(device), batch.arrays[head.mask_array].to(device))
+            for head in self.heads.values()
+        ]
 
-    def relevance(self, split: SplitArrays, captions: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
-        return [split.relevance[n][captions].float().to(device) for n in self.heads]
+    def relevance(self, batch: Batch, device: torch.device) -> list[torch.Tensor]:
+        return [batch.arrays[f"relevance/{n}"].float().to(device) for n in self.heads]
 
 
-def objective_loss(cfg: ObjectiveConfig, student: Student, S, frame_logits, mask, bank, split, captions, videos, device) -> dict[str, torch.Tensor]:
+def objective_loss(cfg: ObjectiveConfig, student: Student, S, frame_logits, mask, bank: TeacherBank, batch: Batch, device) -> dict[str, torch.Tensor]:
     """The named parts of the loss for one batch; ``total`` is their weighted sum."""
     parts: dict[str, torch.Tensor] = {}
     if cfg.kind == "infonce":
@@ -108,21 +108,21 @@ def objective_loss(cfg: ObjectiveConfig, student: Student, S, frame_logits, mask
     elif cfg.kind == "teachclip":
         w_in, w_coarse, w_fine = loss_weights(cfg)
         parts["infonce"] = infonce(S)
-        parts["coarse"] = coarse_teaching(S, bank.logits(split, captions, videos, device), cfg.coarse)
+        parts["coarse"] = coarse_teaching(S, bank.logits(batch, device), cfg.coarse)
         total = w_in * parts["infonce"] + w_coarse * parts["coarse"]
         if frame_logits is not None:
-            parts["fine"] = fine_teaching(frame_logits, bank.relevance(split, captions, device), mask if student.config.afa_masked else None, cfg.fine, cfg.fine_temperature)
+            parts["fine"] = fine_teaching(frame_logits, bank.relevance(batch, device), mask if student.config.afa_masked else None, cfg.fine, cfg.fine_temperature)
             total = total + w_fine * parts["fine"]
         parts["total"] = total
     elif cfg.kind == "teachtext":
         raw = S / student.scale()
-        teachers = [t / head.scale for t, head in zip(bank.logits(split, captions, videos, device), bank.heads.values())]
+        teachers = [t / head.scale for t, head in zip(bank.logits(batch, device), bank.heads.values())]
         parts["rank"] = max_margin_ranking(raw, cfg.margin) if cfg.rank_loss == "max_margin" else infonce(S)
         parts["distill"] = teachtext_distillation(raw, teachers)
         parts["total"] = parts["rank"] + parts["distill"]
     elif cfg.kind == "mckd":
         parts["infonce"] = infonce(S)
-        teacher = torch.stack(bank.logits(split, captions, videos, device)).mean(0)
+        teacher = torch.stack(bank.logits(batch, device)).mean(0)
         parts["mckd"] = mckd(S, teacher, cfg.mckd_tau, cfg.mckd_margin)
         parts["total"] = parts["infonce"] + parts["mckd"]
     else:
@@ -160,14 +160,16 @@ def warmup_cosine(total_steps: int, warmup: float):
 
 
 @torch.inference_mode()
-def evaluate(student: Student, split: SplitArrays, device: torch.device, batch: int = 1024) -> dict:
-    """Retrieval metrics of a split: one vector per video, one per caption, dot products."""
+def evaluate(student: Student, split: SplitArrays, arrays: tuple[str, str, str], device: torch.device, batch: int = 1024) -> dict:
+    """Retrieval metrics of a split: one vector per video, one per caption, dot products.
+    ``arrays`` names the (text, frames, mask) arrays the student reads."""
     student.eval()
+    text_array, frames_array, mask_array = arrays
+    frames, mask, text = split.video_arrays[frames_array], split.video_arrays[mask_array], split.caption_arrays[text_array]
     videos = torch.cat([
-        student.encode_video(split.frames[i : i + batch].to(device), split.mask[i : i + batch].to(device))[0]
-        for i in range(0, split.num_videos, batch)
+        student.encode_video(frames[i : i + batch].to(device), mask[i : i + batch].to(device))[0] for i in range(0, split.num_videos, batch)
     ])
-    texts = torch.cat([student.encode_text(split.text[i : i + batch].to(device)) for i in range(0, split.num_captions, batch)])
+    texts = torch.cat([student.encode_text(text[i : i + batch].to(device)) for i in range(0, split.num_captions, batch)])
     return retrieval_metrics((texts @ videos.T).cpu(), split.caption_video.numpy())
 
 
@@ -178,8 +180,17 @@ def _check_finite(parts: dict[str, torch.Tensor], epoch: int, step: int, caption
         raise FloatingPointError(f"non-finite loss {bad} at epoch {epoch}, step {step}; batch caption ids start {ids}")
 
 
-def train_student(cfg: TrainConfig, store: Store, teachers: list[TeacherConfig], progress: bool = True) -> dict:
-    """Train, select the best epoch on validation t2v R@1, evaluate it on test; return the metrics."""
+def _save_state(path: Path, state: dict) -> None:
+    """Write the resume state atomically (a kill never leaves a half-written file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_student(cfg: TrainConfig, store: Store, teachers: list[TeacherConfig], progress: bool = True, resume: bool = False) -> dict:
+    """Train, select the best epoch on validation t2v R@1, evaluate it on test; return the metrics.
+    ``resume`` continues from the last finished epoch of ``cfg.run_dir`` (same result as
+    an uninterrupted run)."""
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     run_dir = Path(cfg.run_dir)
@@ -187,27 +198,47 @@ def train_student(cfg: TrainConfig, store: Store, teachers: list[TeacherConfig],
     obj = cfg.objective
     bank = TeacherBank([] if obj.kind == "infonce" else obj.teachers, teachers)
     needs_relevance = obj.kind == "teachclip" and cfg.student.afa
-    text_array, frames_array = f"text/{cfg.text}", f"frames/{cfg.frames}"
-    train = load_split(store, "train", text_array, frames_array, bank.arrays(), list(bank.heads) if needs_relevance else [])
-    val = load_split(store, "val", text_array, frames_array)
-    test = load_split(store, "test", text_array, frames_array)
-    student = Student(cfg.student, train.text.shape[1], train.frames.shape[2]).to(device)
+    student_arrays = (f"text/{cfg.text}", f"frames/{cfg.frames}", f"frame_mask/{cfg.frames}")
+    train_arrays = [*student_arrays, *(n for names in bank.arrays().values() for n in names)]
+    train_arrays += [f"relevance/{n}" for n in bank.heads] if needs_relevance else []
+    if cfg.loader not in ("ram", "stream"):
+        raise ValueError(f"train.loader = {cfg.loader!r}; choose ram or stream")
+    train = load_split(store, "train", train_arrays, stream_videos=cfg.loader == "stream")
+    if cfg.loader == "ram":
+        loader = RamLoader(train, cfg.batch_size)
+    else:
+        video_names = [n for n in train_arrays if n.split("/")[0] in ("frames", "frame_mask")]
+        loader = ShardLoader(store, train, split_rows(store, "train"), video_names, cfg.batch_size, cfg.buffer_shards)
+    val, test = (load_split(store, split, list(student_arrays)) for split in ("val", "test"))
+    dims = {a.name: a.tail for a in store.arrays}
+    student = Student(cfg.student, dims[student_arrays[0]][-1], dims[student_arrays[1]][-1]).to(device)
     generator = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = len(epoch_batches(train, cfg.batch_size, torch.Generator().manual_seed(0)))
+    steps_per_epoch = len(loader)
     optimizer = torch.optim.AdamW(param_groups(student, cfg), betas=(0.9, 0.98), eps=1e-6)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup))
-    history, best = [], {"epoch": -1, "val_t2v_R1": -1.0}
+    history, best, first_epoch = [], {"epoch": -1, "val_t2v_R1": -1.0}, 0
+    state_path = run_dir / "last.pt"
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"--resume: {run_dir} was started with another [train] config; use a new run_dir or the same config")
+        student.load_state_dict(state["student"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        history, best, first_epoch = state["history"], state["best"], state["epoch"]
+        if progress:
+            print(f"resume: continuing {run_dir} after epoch {first_epoch}")
     start = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    for epoch in range(first_epoch, cfg.epochs):
         student.train()
         t0, sums = time.perf_counter(), {}
-        batches = epoch_batches(train, cfg.batch_size, generator)
-        for step, captions in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)):
-            videos = train.caption_video[captions]
-            mask = train.mask[videos].to(device)
-            S, frame_logits = student(train.text[captions].to(device), train.frames[videos].to(device), mask)
-            parts = objective_loss(obj, student, S, frame_logits, mask, bank, train, captions, videos, device)
-            _check_finite(parts, epoch, step, captions, train)
+        steps = 0
+        for step, batch in enumerate(tqdm(loader.epoch(generator), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)):
+            mask = batch.arrays[student_arrays[2]].to(device)
+            S, frame_logits = student(batch.arrays[student_arrays[0]].to(device), batch.arrays[student_arrays[1]].to(device), mask)
+            parts = objective_loss(obj, student, S, frame_logits, mask, bank, batch, device)
+            _check_finite(parts, epoch, step, batch.captions, train)
             optimizer.zero_grad(set_to_none=True)
             parts["total"].backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
@@ -216,11 +247,13 @@ def train_student(cfg: TrainConfig, store: Store, teachers: list[TeacherConfig],
             scheduler.step()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
-        val_metrics = evaluate(student, val, device, cfg.eval_batch)
+            steps += 1
+        train_seconds = time.perf_counter() - t0
+        val_metrics = evaluate(student, val, student_arrays, device, cfg.eval_batch)
         record = {
             "epoch": epoch + 1,
-            "seconds": time.perf_counter() - t0,
-            "loss": {k: v / max(1, len(batches)) for k, v in sums.items()},
+            "seconds": train_seconds,
+            "loss": {k: v / max(1, steps) for k, v in sums.items()},
             "val": val_metrics,
         }
         history.append(record)
@@ -229,13 +262,18 @@ def train_student(cfg: TrainConfig, store: Store, teachers: list[TeacherConfig],
         if val_metrics["t2v"]["R1"] > best["val_t2v_R1"]:
             best = {"epoch": epoch + 1, "val_t2v_R1": val_metrics["t2v"]["R1"]}
             save_file(student.state_dict(), run_dir / "best.safetensors")
+        _save_state(state_path, {
+            "epoch": epoch + 1, "student": student.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "history": history,
+            "best": best, "config": asdict(cfg),
+        })
         if progress:
             print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']['total']:.4f}, val t2v R1 {val_metrics['t2v']['R1']:.1f} ({record['seconds']:.1f} s)")
     student.load_state_dict(load_file(run_dir / "best.safetensors"))
     result = {
         "best_epoch": best["epoch"],
-        "val": evaluate(student, val, device, cfg.eval_batch),
-        "test": evaluate(student, test, device, cfg.eval_batch),
+        "val": evaluate(student, val, student_arrays, device, cfg.eval_batch),
+        "test": evaluate(student, test, student_arrays, device, cfg.eval_batch),
         "epoch_seconds": sum(h["seconds"] for h in history) / max(1, len(history)),
         "train_seconds": time.perf_counter() - start,
         "history": history,

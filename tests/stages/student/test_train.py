@@ -10,7 +10,7 @@ import torch
 from cache.store import Store, StoreMismatch
 from conftest import tiny_extract_config
 from stages.extract.run import run_extraction, store_fingerprint
-from stages.student.data import epoch_batches, load_split
+from stages.student.data import RamLoader, ShardLoader, load_split, split_rows
 from stages.student.model import Student, StudentConfig
 from stages.student.train import ObjectiveConfig, TrainConfig, loss_weights, param_groups, train_student
 
@@ -22,8 +22,8 @@ def tiny_store(tiny_data, tmp_path_factory):
     return cfg
 
 
-def _train_cfg(run_dir, kind="teachclip", **kw):
-    cfg = TrainConfig(run_dir=str(run_dir), epochs=2, batch_size=4, seed=1, **kw)
+def _train_cfg(run_dir, kind="teachclip", epochs_override=2):
+    cfg = TrainConfig(run_dir=str(run_dir), epochs=epochs_override, batch_size=4, seed=1)
     cfg.student = StudentConfig(heads=4)
     cfg.objective = ObjectiveConfig(kind=kind)
     return cfg
@@ -70,18 +70,46 @@ def test_training_is_deterministic_on_cpu(tiny_store, tmp_path):
     assert a["test"] == b["test"]
 
 
-def test_split_loading_and_epoch_batches(tiny_store):
+ARRAYS = ["text/clip", "frames/clip", "frame_mask/clip", "relevance/dual"]
+
+
+def test_ram_loader_draws_each_video_once_per_epoch(tiny_store):
     with Store.open(tiny_store.store) as store:
-        train = load_split(store, "train", "text/clip", "frames/clip")
+        train = load_split(store, "train", ARRAYS)
         with pytest.raises(KeyError, match="relevance/absent"):
-            load_split(store, "train", "text/clip", "frames/clip", relevance=["absent"])
+            load_split(store, "train", ["relevance/absent"])
     assert train.num_videos == 4 and train.num_captions == 8
-    batches = epoch_batches(train, 2, torch.Generator().manual_seed(0))
-    videos = [train.caption_video[b].tolist() for b in batches]
-    assert sorted(v for vs in videos for v in vs) == [0, 1, 2, 3]  # each video once per epoch
-    assert all(len(set(vs)) == len(vs) for vs in videos)
+    batches = list(RamLoader(train, 2).epoch(torch.Generator().manual_seed(0)))
+    videos = [train.caption_video[b.captions].tolist() for b in batches]
+    assert sorted(v for vs in videos for v in vs) == [0, 1, 2, 3] and all(len(set(vs)) == len(vs) for vs in videos)
     # a last batch of a single video has no negative: it is dropped
-    assert [len(b) for b in epoch_batches(train, 3, torch.Generator().manual_seed(0))] == [3]
+    assert [len(b.captions) for b in RamLoader(train, 3).epoch(torch.Generator().manual_seed(0))] == [3]
+
+
+def test_shard_loader_serves_the_same_rows_as_ram(tiny_store):
+    with Store.open(tiny_store.store) as store:
+        ram = load_split(store, "train", ARRAYS)
+        streamed = load_split(store, "train", ARRAYS, stream_videos=True)
+        assert streamed.video_arrays == {}
+        loader = ShardLoader(store, streamed, split_rows(store, "train"), ["frames/clip", "frame_mask/clip"], 2, buffer_shards=1)
+        batches = list(loader.epoch(torch.Generator().manual_seed(0)))
+    seen = []
+    for batch in batches:
+        vids = ram.caption_video[batch.captions]
+        seen += vids.tolist()
+        for name in ARRAYS:
+            expected = (ram.caption_arrays if name in ram.caption_arrays else ram.video_arrays)[name]
+            index = batch.captions if name in ram.caption_arrays else vids
+            assert torch.equal(batch.arrays[name], expected[index])
+    assert sorted(seen) == [0, 1, 2, 3]
+
+
+def test_stream_mode_trains(tiny_store, tmp_path, no_video_no_encoders):
+    cfg = _train_cfg(tmp_path)
+    cfg.loader, cfg.buffer_shards = "stream", 1
+    with Store.open(tiny_store.store) as store:
+        result = train_student(cfg, store, tiny_store.teachers, progress=False)
+    assert len(result["history"]) == 2 and all(h["loss"]["total"] > 0 for h in result["history"])
 
 
 def test_a_store_from_another_extraction_config_is_refused(tiny_store):
@@ -108,3 +136,26 @@ def test_weights_and_optimizer_groups_follow_method_4():
     groups = {g["name"]: g for g in param_groups(Student(StudentConfig(heads=2), 6, 8), cfg)}
     assert groups["afa_decay"]["lr"] == pytest.approx(1e-3) and groups["decay"]["lr"] == 1e-4
     assert groups["no_decay"]["weight_decay"] == 0.0 and groups["decay"]["weight_decay"] == 0.2
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_result(tiny_store, tmp_path, monkeypatch):
+    import stages.student.train as train_mod
+
+    cfg = lambda d: _train_cfg(d, epochs_override=3)  # noqa: E731
+    with Store.open(tiny_store.store) as store:
+        whole = train_student(cfg(tmp_path / "whole"), store, tiny_store.teachers, progress=False)
+        real_evaluate, calls = train_mod.evaluate, {"n": 0}
+
+        def dies_in_epoch_three(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt("killed")
+            return real_evaluate(*args, **kwargs)
+
+        monkeypatch.setattr(train_mod, "evaluate", dies_in_epoch_three)
+        with pytest.raises(KeyboardInterrupt):
+            train_student(cfg(tmp_path / "killed"), store, tiny_store.teachers, progress=False)
+        monkeypatch.setattr(train_mod, "evaluate", real_evaluate)
+        resumed = train_student(cfg(tmp_path / "killed"), store, tiny_store.teachers, progress=False, resume=True)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    assert resumed["test"] == whole["test"] and resumed["best_epoch"] == whole["best_epoch"]
