@@ -44,6 +44,7 @@ class ObjectiveConfig:
     w_fine: float = opt(-1.0, "weight of fine teaching; -1 = METHOD 4d's (2 with pear coarse, 1 with ce)")
     rank_loss: str = opt("max_margin", "teachtext: max_margin (margin 0.0938) or infonce")
     margin: float = opt(0.0938, "teachtext: max-margin ranking margin")
+    w_distill: float = opt(1.0, "teachtext: weight of the SmoothL1 distillation term (0 = the ranking loss alone)")
     mckd_tau: float = opt(1.0, "mckd: temperature of the relation softmaxes")
     mckd_margin: float = opt(0.2, "mckd: margin of the hardest-negative discrimination loss")
 
@@ -119,7 +120,7 @@ def objective_loss(cfg: ObjectiveConfig, student: Student, S, frame_logits, mask
         teachers = [t / head.scale for t, head in zip(bank.logits(batch, device), bank.heads.values())]
         parts["rank"] = max_margin_ranking(raw, cfg.margin) if cfg.rank_loss == "max_margin" else infonce(S)
         parts["distill"] = teachtext_distillation(raw, teachers)
-        parts["total"] = parts["rank"] + parts["distill"]
+        parts["total"] = parts["rank"] + cfg.w_distill * parts["distill"]
     elif cfg.kind == "mckd":
         parts["infonce"] = infonce(S)
         teacher = torch.stack(bank.logits(batch, device)).mean(0)
