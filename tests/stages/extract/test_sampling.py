@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from stages.extract.sampling import clip4clip_indices, sample_indices, uniform_indices

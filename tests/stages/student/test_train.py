@@ -3,7 +3,6 @@
 import builtins
 import json
 
-import numpy as np
 import pytest
 import torch
 
