@@ -108,18 +108,16 @@ def write_chart(rows: list[dict], out: Path) -> Path:
 
 def run_ablation(config_path: str | None, overrides: list[str], progress: bool = True) -> tuple[list[dict], Path]:
     """Train every variant for every seed from the configured store; write table and chart."""
-    from cache.store import Store
     from pipeline.config import dump_config, load_config
-    from stages.extract.run import store_fingerprint
+    from stages.extract.run import open_extracted_store
     from stages.student.train import train_student
 
     base = load_config(config_path, overrides)
     spec = base.ablate
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    expected, components = store_fingerprint(base.extract)
     rows = []
-    with Store.open(base.extract.store, expected_fingerprint=expected, expected_components=components) as store:
+    with open_extracted_store(base.extract) as store:
         for variant in spec.variants:
             results = []
             for seed in spec.seeds:

@@ -133,13 +133,11 @@ def info(store: str, as_json: bool) -> None:
 @user_errors
 def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: bool) -> None:
     """Stage two: train the student from the store only (no video, no encoder)."""
-    from cache.store import Store
-    from stages.extract.run import store_fingerprint
+    from stages.extract.run import open_extracted_store
     from stages.student.train import train_student
 
     cfg = load_config(config_path, list(overrides))
-    expected, components = store_fingerprint(cfg.extract)
-    with Store.open(cfg.extract.store, expected_fingerprint=expected, expected_components=components) as store:
+    with open_extracted_store(cfg.extract) as store:
         run_dir = Path(cfg.train.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(dump_config(cfg))

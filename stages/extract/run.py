@@ -157,11 +157,17 @@ def ordered_captions(manifest: Manifest) -> pa.Table:
     return table.append_column("video_index", pa.array(video_index[order]))
 
 
-def store_fingerprint(cfg: ExtractConfig) -> tuple[str, dict]:
+def store_fingerprint(cfg: ExtractConfig, manifest: Manifest | None = None) -> tuple[str, dict]:
     """The fingerprint (and its components) a store built from this config carries; cheap
     (reads the manifests, loads no model), so consumers can check the store they read."""
-    components = extraction_components(cfg, read_manifest(cfg.data))
+    components = extraction_components(cfg, manifest or read_manifest(cfg.data))
     return fingerprint(components), components
+
+
+def open_extracted_store(cfg: ExtractConfig) -> Store:
+    """Open the complete store this config's extraction wrote, refusing any other (stage two's entry)."""
+    expected, components = store_fingerprint(cfg)
+    return Store.open(cfg.store, expected_fingerprint=expected, expected_components=components)
 
 
 class Extractor:
@@ -172,8 +178,7 @@ class Extractor:
         self.cfg, self.progress = cfg, progress
         self.device = resolve_device(cfg.device)
         self.manifest = read_manifest(cfg.data)
-        self.components = extraction_components(cfg, self.manifest)
-        self.fingerprint = fingerprint(self.components)
+        self.fingerprint, self.components = store_fingerprint(cfg, self.manifest)
         self._frame_encoders: dict[str, FrameEncoder] = {}
         self._text_encoders: dict = {}
 

@@ -109,6 +109,11 @@ def one_caption_per_video(caption_video: torch.Tensor, videos: torch.Tensor, gen
     return torch.tensor([first[int(v)] for v in videos], dtype=torch.long)
 
 
+def num_batches(num_videos: int, batch_size: int) -> int:
+    """Batches per epoch: full ones plus a last one of at least two videos."""
+    return num_videos // batch_size + (num_videos % batch_size > 1)
+
+
 def _chunks(captions: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     """Batches of ``batch_size``; a last batch of one (no negative to contrast with) is dropped."""
     return [captions[i : i + batch_size] for i in range(0, len(captions), batch_size) if len(captions[i : i + batch_size]) > 1]
@@ -121,7 +126,7 @@ class RamLoader:
         self.split, self.batch_size = split, batch_size
 
     def __len__(self) -> int:
-        return len(_chunks(torch.arange(self.split.num_videos), self.batch_size))
+        return num_batches(self.split.num_videos, self.batch_size)
 
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
         videos = torch.randperm(self.split.num_videos, generator=generator)
@@ -147,7 +152,7 @@ class ShardLoader:
         self.rows = rows
 
     def __len__(self) -> int:
-        return len(_chunks(torch.arange(self.split.num_videos), self.batch_size))
+        return num_batches(self.split.num_videos, self.batch_size)
 
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
         order = torch.randperm(len(self.shards), generator=generator).tolist()

@@ -83,6 +83,7 @@ def test_ram_loader_draws_each_video_once_per_epoch(tiny_store):
     assert sorted(v for vs in videos for v in vs) == [0, 1, 2, 3] and all(len(set(vs)) == len(vs) for vs in videos)
     # a last batch of a single video has no negative: it is dropped
     assert [len(b.captions) for b in RamLoader(train, 3).epoch(torch.Generator().manual_seed(0))] == [3]
+    assert len(RamLoader(train, 3)) == 1 and len(RamLoader(train, 2)) == len(batches) == 2
 
 
 def test_shard_loader_serves_the_same_rows_as_ram(tiny_store):
