@@ -30,6 +30,7 @@ from cache.manifest import CAPTIONS_FILE, FAILURE_SCHEMA, FAILURES_FILE, VIDEOS_
 
 SCHEMA_VERSION = 1
 DONE_DIR = "_done"
+FILES_DIR = "files"  # small named blobs a stage keeps with the arrays (e.g. teacher head weights)
 ROW_KINDS = ("videos", "captions")
 
 
@@ -208,6 +209,7 @@ class Store:
             elif target.exists():
                 target.unlink()
         shutil.rmtree(path / DONE_DIR, ignore_errors=True)
+        shutil.rmtree(path / FILES_DIR, ignore_errors=True)
         for name in (VIDEOS_FILE, CAPTIONS_FILE, FAILURES_FILE):
             (path / name).unlink(missing_ok=True)
 
@@ -303,6 +305,29 @@ class Store:
         _atomic_write_parquet(self.path / FAILURES_FILE, pa.Table.from_pylist(self._marker_failures(), schema=FAILURE_SCHEMA))
         self._backend.set_attrs({"complete": True, "finalized": time.strftime("%Y-%m-%d %H:%M:%S")})
         self.attrs = self._backend.get_attrs()
+
+    # ----- files ---------------------------------------------------------------------------
+    def _file_path(self, name: str) -> Path:
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts:
+            raise ValueError(f"store file name {name!r} must be a relative path inside the store")
+        return self.path / FILES_DIR / name
+
+    def put_file(self, name: str, data: bytes) -> None:
+        """Keep a named blob with the store, written atomically (a kill leaves the old one or none)."""
+        target = self._file_path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write_bytes(target, data)
+
+    def has_file(self, name: str) -> bool:
+        return self._file_path(name).is_file()
+
+    def get_file(self, name: str) -> bytes:
+        """A blob kept with ``put_file``; a clear error when absent."""
+        target = self._file_path(name)
+        if not target.is_file():
+            raise StoreError(f"store {self.path} has no file {name!r}; rebuild it with `teachcache extract`")
+        return target.read_bytes()
 
     # ----- arrays -------------------------------------------------------------------------
     def has(self, name: str) -> bool:

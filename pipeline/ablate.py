@@ -127,7 +127,7 @@ def run_ablation(config_path: str | None, overrides: list[str], progress: bool =
                 Path(cfg.train.run_dir).mkdir(parents=True, exist_ok=True)
                 (Path(cfg.train.run_dir) / "config.toml").write_text(dump_config(cfg))
                 t0 = time.perf_counter()
-                results.append(train_student(cfg.train, store, cfg.extract.teachers, progress=False))
+                results.append(train_student(cfg.train, store, progress=False))
                 if progress:
                     r = results[-1]
                     print(f"ablate: {variant.name} seed {seed}: val t2v R1 {r['val']['t2v']['R1']:.1f}, test t2v R1 {r['test']['t2v']['R1']:.1f} ({time.perf_counter() - t0:.0f} s)")

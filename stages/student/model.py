@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stages.layers import TemporalEncoder, identity_linear
 from stages.options import opt
 
 VIDEO_HEADS = ("meanP", "seqTransf")
@@ -30,15 +31,6 @@ class StudentConfig:
     afa: bool = opt(True, "TeachCLIP's attentional frame aggregation instead of the plain mean")
     afa_masked: bool = opt(True, "mask padded frames in both AFA softmaxes (TeachCLIP does not: false reproduces it)")
     logit_scale: float = opt(100.0, "initial logit scale (learnable, clamped to <= 100)")
-
-
-def _identity_linear(in_dim: int, out_dim: int) -> nn.Linear:
-    layer = nn.Linear(in_dim, out_dim)
-    with torch.no_grad():
-        layer.bias.zero_()
-        if in_dim == out_dim:
-            layer.weight.copy_(torch.eye(in_dim))
-    return layer
 
 
 class AFA(nn.Module):
@@ -62,15 +54,12 @@ class Student(nn.Module):
         if config.video_head not in VIDEO_HEADS:
             raise ValueError(f"student.video_head = {config.video_head!r}; choose one of {VIDEO_HEADS}")
         self.config = config
-        self.text_projection = _identity_linear(text_dim, frame_dim)
-        self.video_projection = _identity_linear(frame_dim, frame_dim) if config.video_projection else nn.Identity()
+        self.text_projection = identity_linear(text_dim, frame_dim)
+        self.video_projection = identity_linear(frame_dim, frame_dim) if config.video_projection else nn.Identity()
         if config.video_head == "seqTransf":
             if frame_dim % config.heads:
                 raise ValueError(f"student.heads = {config.heads} does not divide the frame width {frame_dim}")
-            self.frame_positions = nn.Embedding(config.max_frames, frame_dim)
-            nn.init.normal_(self.frame_positions.weight, std=0.01)
-            layer = nn.TransformerEncoderLayer(frame_dim, config.heads, 4 * frame_dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
-            self.temporal = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+            self.temporal = TemporalEncoder(frame_dim, config.layers, config.heads, config.max_frames)
         self.afa = AFA(frame_dim) if config.afa else None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale)))
         self.clamp_scale()
@@ -83,13 +72,7 @@ class Student(nn.Module):
         """phi_f: projected frames, through the temporal transformer for seqTransf (output + input)."""
         x = self.video_projection(frames.float())
         if self.config.video_head == "seqTransf":
-            n = x.shape[1]
-            if n > self.config.max_frames:
-                raise ValueError(f"{n} frames exceed student.max_frames = {self.config.max_frames}")
-            hidden = x + self.frame_positions(torch.arange(n, device=x.device))
-            # a video with no valid frame would attend to nothing: let it attend to all (its output is masked later)
-            key_padding = ~mask.bool() & mask.bool().any(-1, keepdim=True)
-            x = self.temporal(hidden, src_key_padding_mask=key_padding) + x
+            x = self.temporal(x, mask)
         return x
 
     def frame_logits(self, phi: torch.Tensor) -> torch.Tensor | None:

@@ -20,14 +20,14 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from cache.store import Store
+from stages.data import RamLoader, ShardLoader, SplitArrays, keep_captions, load_split, split_rows
 from stages.device import resolve_device
-from stages.extract.config import TeacherConfig
 from stages.losses import coarse_teaching, fine_teaching, infonce, max_margin_ranking, mckd, teachtext_distillation
 from stages.metrics import retrieval_metrics
 from stages.options import opt
-from stages.student.data import Batch, RamLoader, ShardLoader, SplitArrays, load_split, split_rows
 from stages.student.model import Student, StudentConfig
-from stages.teachers.registry import build_teacher
+from stages.teachers.base import TeacherHead
+from stages.teachers.registry import load_teacher, stored_teachers
 
 OBJECTIVES = ("infonce", "teachclip", "teachtext", "mckd")
 
@@ -50,12 +50,18 @@ class ObjectiveConfig:
 
 
 @dataclass
+class DenoiseConfig:
+    top_k: int = opt(0, "drop training captions whose own video the teacher ensemble ranks beyond K (0 = keep all; TeachText: 100, 80)")
+
+
+@dataclass
 class TrainConfig:
     run_dir: str = opt("runs/demo/student", "where checkpoints, the resolved config and metrics go")
     text: str = opt("clip", "text encoder whose cached sentence vectors the student reads")
     frames: str = opt("clip", "frame encoder whose cached frame features the student reads")
     student: StudentConfig = opt(StudentConfig(), "the student's heads")
     objective: ObjectiveConfig = opt(ObjectiveConfig(), "what the student learns from")
+    denoise: DenoiseConfig = opt(DenoiseConfig(), "TeachText's removal of noisy training captions (METHOD section 6)")
     epochs: int = opt(15, "training epochs (each video once per epoch, one random caption)")
     batch_size: int = opt(64, "videos (and captions) per step: B of METHOD section 4")
     lr: float = opt(1e-4, "base learning rate (AdamW, 10 % warm-up then cosine)")
@@ -77,31 +83,42 @@ def loss_weights(obj: ObjectiveConfig) -> tuple[float, float, float]:
 
 
 class TeacherBank:
-    """The configured teachers' heads, rebuilding batch logits from cached features."""
+    """The teachers' heads, rebuilt from the store (weights and config), scoring each batch
+    from its cached features. Frozen: no gradient reaches a teacher."""
 
-    def __init__(self, names: list[str], teachers: list[TeacherConfig]):
-        by_name = {t.name: t for t in teachers}
-        unknown = [n for n in names if n not in by_name]
+    def __init__(self, names: list[str], store: Store, device: torch.device):
+        unknown = [n for n in names if n not in stored_teachers(store)]
         if unknown:
-            raise ValueError(f"objective.teachers names {unknown}, not in [[extract.teachers]] ({sorted(by_name)})")
-        self.heads = {n: build_teacher(by_name[n]) for n in names}
+            raise ValueError(f"objective.teachers names {unknown}, but store {store.path} keeps teachers {stored_teachers(store)}; add them to [[extract.teachers]] and run `teachcache extract`")
+        self.heads: dict[str, TeacherHead] = {n: load_teacher(store, n).to(device) for n in names}
+        self.seconds = 0.0  # time spent rebuilding teacher logits (the cost of not caching [T, V])
 
-    def arrays(self) -> dict[str, list[str]]:
-        return {n: h.required_arrays() for n, h in self.heads.items()}
+    def arrays(self) -> list[str]:
+        """Every array (and row key) the heads read."""
+        return list(dict.fromkeys(a for h in self.heads.values() for a in h.inputs()))
 
-    def logits(self, batch: Batch, device: torch.device) -> list[torch.Tensor]:
-        """Each teacher's [B, B] logits for this batch, rebuilt from cached features."""
-        return [
-            head.logits(batch.arrays[head.text_array].to(device), batch.arrays[head.frames_array].to(device), batch.arrays[head.mask_array].to(device))
-            for head in self.heads.values()
-        ]
+    def relevance_arrays(self) -> list[str]:
+        return [f"relevance/{n}" for n, h in self.heads.items() if h.has_relevance]
 
-    def relevance(self, batch: Batch, device: torch.device) -> list[torch.Tensor]:
-        return [batch.arrays[f"relevance/{n}"].float().to(device) for n in self.heads]
+    @torch.no_grad()
+    def logits(self, arrays: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Each teacher's [B, B] logits for this batch (captions and videos both from ``arrays``)."""
+        start = time.perf_counter()
+        out = [head.logits(arrays, arrays).float() for head in self.heads.values()]
+        if out and out[0].is_cuda:
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - start
+        return out
+
+    def relevance(self, arrays: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return [arrays[name].float() for name in self.relevance_arrays()]
+
+    def scales(self) -> list[float]:
+        return [head.scale for head in self.heads.values()]
 
 
-def objective_loss(cfg: ObjectiveConfig, student: Student, S, frame_logits, mask, bank: TeacherBank, batch: Batch, device) -> dict[str, torch.Tensor]:
-    """The named parts of the loss for one batch; ``total`` is their weighted sum."""
+def objective_loss(cfg: ObjectiveConfig, student: Student, S, frame_logits, mask, bank: TeacherBank, arrays: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The named parts of the loss for one batch (``arrays`` on the device); ``total`` is their weighted sum."""
     parts: dict[str, torch.Tensor] = {}
     if cfg.kind == "infonce":
         parts["infonce"] = infonce(S)
@@ -109,21 +126,22 @@ def objective_loss(cfg: ObjectiveConfig, student: Student, S, frame_logits, mask
     elif cfg.kind == "teachclip":
         w_in, w_coarse, w_fine = loss_weights(cfg)
         parts["infonce"] = infonce(S)
-        parts["coarse"] = coarse_teaching(S, bank.logits(batch, device), cfg.coarse)
+        parts["coarse"] = coarse_teaching(S, bank.logits(arrays), cfg.coarse)
         total = w_in * parts["infonce"] + w_coarse * parts["coarse"]
-        if frame_logits is not None:
-            parts["fine"] = fine_teaching(frame_logits, bank.relevance(batch, device), mask if student.config.afa_masked else None, cfg.fine, cfg.fine_temperature)
+        relevance = bank.relevance(arrays)
+        if frame_logits is not None and relevance:
+            parts["fine"] = fine_teaching(frame_logits, relevance, mask if student.config.afa_masked else None, cfg.fine, cfg.fine_temperature)
             total = total + w_fine * parts["fine"]
         parts["total"] = total
     elif cfg.kind == "teachtext":
         raw = S / student.scale()
-        teachers = [t / head.scale for t, head in zip(bank.logits(batch, device), bank.heads.values())]
+        teachers = [t / scale for t, scale in zip(bank.logits(arrays), bank.scales())]
         parts["rank"] = max_margin_ranking(raw, cfg.margin) if cfg.rank_loss == "max_margin" else infonce(S)
         parts["distill"] = teachtext_distillation(raw, teachers)
         parts["total"] = parts["rank"] + cfg.w_distill * parts["distill"]
     elif cfg.kind == "mckd":
         parts["infonce"] = infonce(S)
-        teacher = torch.stack(bank.logits(batch, device)).mean(0)
+        teacher = torch.stack(bank.logits(arrays)).mean(0)
         parts["mckd"] = mckd(S, teacher, cfg.mckd_tau, cfg.mckd_margin)
         parts["total"] = parts["infonce"] + parts["mckd"]
     else:
@@ -188,28 +206,51 @@ def _save_state(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def train_student(cfg: TrainConfig, store: Store, teachers: list[TeacherConfig], progress: bool = True, resume: bool = False) -> dict:
+def denoised_rows(store: Store, top_k: int):
+    """Training rows without the captions the teacher ensemble ranked beyond ``top_k``, and a
+    summary of what was dropped (METHOD section 6)."""
+    rows = split_rows(store, "train")
+    if top_k <= 0:
+        return rows, None
+    if not store.has("denoise/rank"):
+        raise ValueError(f"denoise.top_k = {top_k}, but store {store.path} has no denoise ranks (it has no teacher); add [[extract.teachers]]")
+    ranks = store.read("denoise/rank", rows.caption_rows)
+    kept = keep_captions(store, rows, (ranks >= 0) & (ranks < top_k))
+    summary = {
+        "top_k": top_k,
+        "captions_dropped": int(len(rows.caption_rows) - len(kept.caption_rows)),
+        "captions_kept": int(len(kept.caption_rows)),
+        "videos_dropped": int(len(rows.video_rows) - len(kept.video_rows)),
+    }
+    if len(kept.video_rows) < 2:
+        raise ValueError(f"denoise.top_k = {top_k} leaves {len(kept.video_rows)} training videos; raise top_k")
+    return kept, summary
+
+
+def train_student(cfg: TrainConfig, store: Store, progress: bool = True, resume: bool = False) -> dict:
     """Train, select the best epoch on validation t2v R@1, evaluate it on test; return the metrics.
-    ``resume`` continues from the last finished epoch of ``cfg.run_dir`` (same result as
-    an uninterrupted run)."""
+    Teachers are rebuilt from the store. ``resume`` continues from the last finished epoch of
+    ``cfg.run_dir`` (same result as an uninterrupted run)."""
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     run_dir = Path(cfg.run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     obj = cfg.objective
-    bank = TeacherBank([] if obj.kind == "infonce" else obj.teachers, teachers)
+    bank = TeacherBank([] if obj.kind == "infonce" else obj.teachers, store, device)
     needs_relevance = obj.kind == "teachclip" and cfg.student.afa
     student_arrays = (f"text/{cfg.text}", f"frames/{cfg.frames}", f"frame_mask/{cfg.frames}")
-    train_arrays = [*student_arrays, *(n for names in bank.arrays().values() for n in names)]
-    train_arrays += [f"relevance/{n}" for n in bank.heads] if needs_relevance else []
+    train_arrays = [*student_arrays, *bank.arrays(), *(bank.relevance_arrays() if needs_relevance else [])]
     if cfg.loader not in ("ram", "stream"):
         raise ValueError(f"train.loader = {cfg.loader!r}; choose ram or stream")
-    train = load_split(store, "train", train_arrays, stream_videos=cfg.loader == "stream")
+    rows, denoise = denoised_rows(store, cfg.denoise.top_k)
+    if denoise and progress:
+        print(f"denoise: top_k {denoise['top_k']} drops {denoise['captions_dropped']} of {denoise['captions_dropped'] + denoise['captions_kept']} training captions and {denoise['videos_dropped']} videos")
+    train = load_split(store, "train", train_arrays, stream_videos=cfg.loader == "stream", rows=rows)
     if cfg.loader == "ram":
         loader = RamLoader(train, cfg.batch_size)
     else:
-        video_names = [n for n in train_arrays if n.split("/")[0] in ("frames", "frame_mask")]
-        loader = ShardLoader(store, train, split_rows(store, "train"), video_names, cfg.batch_size, cfg.buffer_shards)
+        video_names = [n for n in train_arrays if store.has(n) and next(a.rows for a in store.arrays if a.name == n) == "videos"]
+        loader = ShardLoader(store, train, rows, video_names, cfg.batch_size, cfg.buffer_shards)
     val, test = (load_split(store, split, list(student_arrays)) for split in ("val", "test"))
     dims = {a.name: a.tail for a in store.arrays}
     student = Student(cfg.student, dims[student_arrays[0]][-1], dims[student_arrays[1]][-1]).to(device)
@@ -233,12 +274,13 @@ def train_student(cfg: TrainConfig, store: Store, teachers: list[TeacherConfig],
     start = time.perf_counter()
     for epoch in range(first_epoch, cfg.epochs):
         student.train()
-        t0, sums = time.perf_counter(), {}
+        t0, sums, bank.seconds = time.perf_counter(), {}, 0.0
         steps = 0
         for step, batch in enumerate(tqdm(loader.epoch(generator), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)):
-            mask = batch.arrays[student_arrays[2]].to(device)
-            S, frame_logits = student(batch.arrays[student_arrays[0]].to(device), batch.arrays[student_arrays[1]].to(device), mask)
-            parts = objective_loss(obj, student, S, frame_logits, mask, bank, batch, device)
+            arrays = {k: v.to(device) for k, v in batch.arrays.items()}
+            mask = arrays[student_arrays[2]]
+            S, frame_logits = student(arrays[student_arrays[0]], arrays[student_arrays[1]], mask)
+            parts = objective_loss(obj, student, S, frame_logits, mask, bank, arrays)
             _check_finite(parts, epoch, step, batch.captions, train)
             optimizer.zero_grad(set_to_none=True)
             parts["total"].backward()
@@ -254,6 +296,8 @@ def train_student(cfg: TrainConfig, store: Store, teachers: list[TeacherConfig],
         record = {
             "epoch": epoch + 1,
             "seconds": train_seconds,
+            "teacher_seconds": bank.seconds,
+            "steps": steps,
             "loss": {k: v / max(1, steps) for k, v in sums.items()},
             "val": val_metrics,
         }
@@ -276,8 +320,11 @@ def train_student(cfg: TrainConfig, store: Store, teachers: list[TeacherConfig],
         "val": evaluate(student, val, student_arrays, device, cfg.eval_batch),
         "test": evaluate(student, test, student_arrays, device, cfg.eval_batch),
         "epoch_seconds": sum(h["seconds"] for h in history) / max(1, len(history)),
+        "teacher_ms_per_step": 1000 * sum(h.get("teacher_seconds", 0.0) for h in history) / max(1, sum(h.get("steps", 0) for h in history)),
         "train_seconds": time.perf_counter() - start,
         "history": history,
+        "denoise": denoise,
+        "teachers": list(bank.heads),
         "store_fingerprint": store.fingerprint,
         "config": asdict(cfg),
     }

@@ -1,17 +1,98 @@
-"""Teacher kinds by name: each declares the arrays it reads, its relevance and its logits."""
+"""Teacher kinds by name, and a head's life in the store: built from its config and the
+stored arrays' widths, its weights and record kept as ``heads/<name>.safetensors`` and
+``heads/<name>.json``, rebuilt from them by stage two."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+
 import torch
+from safetensors.torch import load as load_bytes
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
 
+from cache.store import Store
 from stages.extract.config import TeacherConfig
+from stages.teachers.base import TeacherError, TeacherHead
+from stages.teachers.blackbox import BlackBoxTeacher
+from stages.teachers.captions import CaptionTeacher
 from stages.teachers.dual import DualTeacher
+from stages.teachers.teachtext import TextTeacher
+from stages.teachers.ts2net import TS2NetTeacher
+from stages.teachers.xclip import XClipTeacher
+from stages.teachers.xpool import XPoolTeacher
 
-TEACHERS: dict[str, type[torch.nn.Module]] = {"dual": DualTeacher}
+TEACHERS: dict[str, type[TeacherHead]] = {
+    cls.kind: cls for cls in (DualTeacher, XPoolTeacher, XClipTeacher, TS2NetTeacher, TextTeacher, CaptionTeacher, BlackBoxTeacher)
+}
 
 
-def build_teacher(config: TeacherConfig) -> torch.nn.Module:
-    """Build the teacher head of a registered kind."""
+def teacher_class(config: TeacherConfig) -> type[TeacherHead]:
     if config.kind not in TEACHERS:
-        raise ValueError(f"teacher {config.name!r}: unknown kind {config.kind!r}; choose one of {sorted(TEACHERS)}")
-    return TEACHERS[config.kind](config)
+        raise TeacherError(f"teacher {config.name!r}: unknown kind {config.kind!r}; choose one of {sorted(TEACHERS)}")
+    return TEACHERS[config.kind]
+
+
+def build_teacher(config: TeacherConfig, dims: dict[str, tuple[int, ...]]) -> TeacherHead:
+    """A fresh head of a registered kind, sized by the widths of the arrays it reads (seeded)."""
+    torch.manual_seed(config.seed)
+    return teacher_class(config)(config, dims)
+
+
+def head_file(name: str, suffix: str) -> str:
+    return f"heads/{name}.{suffix}"
+
+
+def load_weights(head: TeacherHead, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load head weights, refusing missing, unexpected or mis-shaped tensors with the teacher's name."""
+    own = head.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    shapes = [f"{k}: {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if missing or extra or shapes:
+        raise TeacherError(
+            f"teacher {head.config.name!r} ({head.kind}): weights in {source} do not fit this head "
+            f"(missing {missing[:4]}, unexpected {extra[:4]}, wrong shapes {shapes[:4]}); "
+            "they must come from the same kind, widths, frame count and temporal_layers"
+        )
+    head.load_state_dict(state)
+
+
+def load_checkpoint(head: TeacherHead, path: str) -> None:
+    """Head weights from a safetensors file (``checkpoint = ...``)."""
+    if not Path(path).is_file():
+        raise TeacherError(f"teacher {head.config.name!r}: checkpoint {path} not found")
+    load_weights(head, load_file(path), path)
+
+
+def save_head(store: Store, head: TeacherHead, record: dict) -> None:
+    """Keep the head's weights and its record (config, widths, fit, metrics) in the store."""
+    store.put_file(head_file(head.config.name, "safetensors"), save_bytes({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}))
+    meta = {"config": asdict(head.config), "kind": head.kind, "dims": {k: list(v) for k, v in head.dims.items()}, **record}
+    store.put_file(head_file(head.config.name, "json"), json.dumps(meta, indent=2).encode())
+
+
+def head_record(store: Store, name: str) -> dict:
+    """The record stage one kept for a teacher (config, widths, fit history, metrics)."""
+    if not store.has_file(head_file(name, "json")):
+        raise TeacherError(f"store {store.path} has no teacher {name!r} (it has {stored_teachers(store)}); add it to [[extract.teachers]]")
+    return json.loads(store.get_file(head_file(name, "json")))
+
+
+def stored_teachers(store: Store) -> list[str]:
+    """Names of the teachers whose heads the store keeps, in config order."""
+    config = store.attrs.get("config", {})
+    return [t["name"] for t in config.get("teachers", []) if store.has_file(head_file(t["name"], "json"))]
+
+
+def load_teacher(store: Store, name: str) -> TeacherHead:
+    """Rebuild a stored teacher head (frozen, eval mode) from its record and weights."""
+    record = head_record(store, name)
+    known = {f.name for f in fields(TeacherConfig)}
+    config = TeacherConfig(**{k: v for k, v in record["config"].items() if k in known})
+    head = build_teacher(config, {k: tuple(v) for k, v in record["dims"].items()})
+    load_weights(head, load_bytes(store.get_file(head_file(name, "safetensors"))), f"{store.path}/{head_file(name, 'safetensors')}")
+    head.eval().requires_grad_(False)
+    return head

@@ -20,6 +20,10 @@ import torch
 
 from cache.store import Store
 
+CAPTION_ROW = "row/caption"  # every split's caption arrays hold each caption's store row under this key
+VIDEO_ROW = "row/video"  # and its video arrays each video's store row
+ROW_KEYS = (CAPTION_ROW, VIDEO_ROW)
+
 
 @dataclass
 class SplitArrays:
@@ -60,7 +64,7 @@ class SplitRows:
 
 
 def _require(store: Store, names: list[str]) -> None:
-    missing = [n for n in names if not store.has(n)]
+    missing = [n for n in names if n not in ROW_KEYS and not store.has(n)]
     if missing:
         raise KeyError(
             f"this training config needs {missing}, which store {store.path} lacks (it has "
@@ -74,17 +78,31 @@ def split_rows(store: Store, split: str) -> SplitRows:
     video_rows = np.flatnonzero(np.array(videos.column("split").to_pylist()) == split)
     if len(video_rows) == 0:
         raise ValueError(f"store {store.path} has no videos in split {split!r}")
-    local = np.full(videos.num_rows, -1, dtype=np.int64)
-    local[video_rows] = np.arange(len(video_rows))
     video_index = captions.column("video_index").to_numpy()
-    caption_rows = np.flatnonzero(local[video_index] >= 0)
+    return _rows_for(video_rows, np.flatnonzero(np.isin(video_index, video_rows)), video_index, videos.num_rows)
+
+
+def _rows_for(video_rows: np.ndarray, caption_rows: np.ndarray, video_index: np.ndarray, num_videos: int) -> SplitRows:
+    local = np.full(num_videos, -1, dtype=np.int64)
+    local[video_rows] = np.arange(len(video_rows))
     return SplitRows(video_rows, caption_rows, local[video_index[caption_rows]])
 
 
-def load_split(store: Store, split: str, arrays: list[str], stream_videos: bool = False) -> SplitArrays:
-    """Read one split's arrays into RAM (video-level ones only unless ``stream_videos``)."""
+def keep_captions(store: Store, rows: SplitRows, keep: np.ndarray) -> SplitRows:
+    """The split restricted to the captions where ``keep`` (per caption of ``rows``) is true;
+    a video left with no caption leaves the split."""
+    caption_rows = rows.caption_rows[keep]
+    video_index = store.captions().column("video_index").to_numpy()
+    video_rows = rows.video_rows[np.isin(rows.video_rows, video_index[caption_rows])]
+    return _rows_for(video_rows, caption_rows, video_index, store.num_rows("videos"))
+
+
+def load_split(store: Store, split: str, arrays: list[str], stream_videos: bool = False, rows: SplitRows | None = None) -> SplitArrays:
+    """Read one split's arrays into RAM (video-level ones only unless ``stream_videos``), plus
+    each caption's and video's store row (``row/caption``, ``row/video``). ``rows`` restricts
+    the split (e.g. denoised captions)."""
     _require(store, arrays)
-    rows = split_rows(store, split)
+    rows = rows or split_rows(store, split)
     videos, captions = store.videos(), store.captions()
     kinds = {a.name: a.rows for a in store.arrays}
     out = SplitArrays(
@@ -92,7 +110,11 @@ def load_split(store: Store, split: str, arrays: list[str], stream_videos: bool 
         video_ids=[videos.column("video_id")[int(i)].as_py() for i in rows.video_rows],
         caption_video=torch.from_numpy(rows.caption_video),
     )
+    out.caption_arrays[CAPTION_ROW] = torch.from_numpy(rows.caption_rows.astype(np.int64))
+    out.video_arrays[VIDEO_ROW] = torch.from_numpy(rows.video_rows.astype(np.int64))
     for name in dict.fromkeys(arrays):
+        if name in ROW_KEYS:
+            continue
         if kinds[name] == "captions":
             out.caption_arrays[name] = torch.from_numpy(np.ascontiguousarray(store.read(name, rows.caption_rows)))
         elif not stream_videos:
@@ -143,7 +165,7 @@ class ShardLoader:
 
     def __init__(self, store: Store, split: SplitArrays, rows: SplitRows, video_array_names: list[str], batch_size: int, buffer_shards: int = 4):
         self.store, self.split, self.batch_size, self.buffer_shards = store, split, batch_size, max(1, buffer_shards)
-        self.names = list(dict.fromkeys(video_array_names))
+        self.names = [n for n in dict.fromkeys(video_array_names) if n not in ROW_KEYS]
         self.shards = []  # (first store row, end store row, positions in the split of the videos inside)
         for _, lo, hi in store.shards("videos"):
             inside = np.flatnonzero((rows.video_rows >= lo) & (rows.video_rows < hi))
@@ -163,6 +185,7 @@ class ShardLoader:
                 name: torch.from_numpy(np.concatenate([self.store.read(name, slice(lo, hi))[self.rows.video_rows[inside] - lo] for lo, hi, inside in group]))
                 for name in self.names
             }
+            buffers[VIDEO_ROW] = torch.from_numpy(np.concatenate([self.rows.video_rows[inside] for _, _, inside in group]).astype(np.int64))
             where = {int(p): i for i, p in enumerate(positions)}
             shuffled = torch.from_numpy(positions)[torch.randperm(len(positions), generator=generator)]
             captions = one_caption_per_video(self.split.caption_video, shuffled, generator)

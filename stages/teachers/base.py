@@ -1,0 +1,129 @@
+"""What every teacher head is: the cached arrays it reads, batch logits [Bt, Bv] for any
+captions against any videos, and matched-pair relevance [n, F] (METHOD section 3).
+
+A head reads two mappings of arrays: caption-level ones (``text/<k>``, ``tokens/<k>``...,
+plus ``row/caption``, each caption's store row) and video-level ones (``frames/<e>``,
+``frame_mask/<e>``..., plus ``row/video``). In a training batch both come from one dict.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from cache.store import ArraySpec, Store
+from stages.data import CAPTION_ROW, ROW_KEYS, VIDEO_ROW
+from stages.extract.config import TeacherConfig
+from stages.layers import TemporalEncoder, identity_linear
+
+__all__ = ["CAPTION_ROW", "VIDEO_ROW", "ROW_KEYS", "TeacherError", "TeacherHead", "FrameHead"]
+MAX_SCALE = 100.0
+
+
+class TeacherError(ValueError):
+    """A teacher cannot be built, loaded or fed; the message names the teacher."""
+
+
+class TeacherHead(nn.Module):
+    """Base of every teacher kind. Subclasses set the class flags and implement ``logits``."""
+
+    kind = ""
+    learns = False  # has weights fitted in stage one (or loaded from a checkpoint)
+    has_relevance = True  # gives per-frame relevance for fine-grained teaching
+    reads_frames = True
+
+    def __init__(self, config: TeacherConfig, dims: dict[str, tuple[int, ...]]):
+        super().__init__()
+        self.config, self.dims = config, dims
+        missing = [a for a in self.required_arrays() if a not in ROW_KEYS and a not in dims]
+        if missing:
+            raise TeacherError(f"teacher {config.name!r} ({self.kind}) needs arrays {missing}, which the store lacks")
+        if self.learns:
+            self.log_scale = nn.Parameter(torch.tensor(math.log(config.scale)))
+
+    # ----- what it reads --------------------------------------------------------------------
+    @classmethod
+    def check_config(cls, config: TeacherConfig, frame_encoders: dict, text_encoders: dict) -> None:
+        """Refuse, before any work, a config this kind cannot serve (names of encoders, files)."""
+        if cls.reads_frames and config.frames not in frame_encoders:
+            raise TeacherError(f"teacher {config.name!r} reads frames/{config.frames}, but no frame encoder is named {config.frames!r}")
+        if config.text not in text_encoders:
+            raise TeacherError(f"teacher {config.name!r} reads text/{config.text}, but no text encoder is named {config.text!r}")
+        if config.checkpoint and not cls.learns:
+            raise TeacherError(f"teacher {config.name!r}: a {cls.kind} head has no weights, so checkpoint must be empty")
+        if config.temporal_layers < 0 or config.fit_epochs < 1 or config.fit_batch_size < 2:
+            raise TeacherError(f"teacher {config.name!r}: temporal_layers >= 0, fit_epochs >= 1 and fit_batch_size >= 2 are needed")
+
+    def text_inputs(self) -> list[str]:
+        return [f"text/{self.config.text}"]
+
+    def video_inputs(self) -> list[str]:
+        return [f"frames/{self.config.frames}", f"frame_mask/{self.config.frames}"]
+
+    def inputs(self) -> list[str]:
+        """Every array (and row key) the head reads when scoring."""
+        return [*self.text_inputs(), *self.video_inputs()]
+
+    def required_arrays(self) -> list[str]:
+        """The arrays whose widths size the head (they must exist when it is built)."""
+        return self.inputs()
+
+    # ----- inputs stage one prepares for this head -------------------------------------------
+    def input_specs(self, num_videos: int, caption_video: np.ndarray) -> list[ArraySpec]:
+        """Arrays stage one must write for this head beyond the encoders' (none by default)."""
+        return []
+
+    def write_inputs(self, store: Store) -> None:
+        """Write the arrays of ``input_specs`` (whole arrays; the caller marks the unit done)."""
+
+    # ----- scores ----------------------------------------------------------------------------
+    @property
+    def scale(self) -> float:
+        """The current logit scale (raw similarity = logits / scale)."""
+        return float(self.log_scale.exp()) if self.learns else float(self.config.scale)
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.log_scale.exp() if self.learns else torch.tensor(float(self.config.scale))
+
+    @torch.no_grad()
+    def clamp_scale(self) -> None:
+        if self.learns:
+            self.log_scale.clamp_(max=math.log(MAX_SCALE))
+
+    def logits(self, text: dict[str, torch.Tensor], video: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Teacher logits of every caption against every video: [Bt, Bv]."""
+        raise NotImplementedError
+
+    def relevance(self, text: dict[str, torch.Tensor], video: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Raw per-frame scores of caption i with video i (before any softmax): [n, F]; 0 on padding."""
+        raise TeacherError(f"teacher {self.config.name!r} ({self.kind}) has no per-frame relevance")
+
+
+class FrameHead(TeacherHead):
+    """A head over one frame encoder and one text encoder, with a text projection to the
+    frame width (identity where the widths match) and an optional temporal layer."""
+
+    def __init__(self, config: TeacherConfig, dims: dict[str, tuple[int, ...]]):
+        super().__init__(config, dims)
+        self.num_frames, self.dim = dims[f"frames/{config.frames}"]
+        self.text_dim = dims[f"text/{config.text}"][-1]
+        if self.learns:
+            self.text_projection = identity_linear(self.text_dim, self.dim)
+            heads = next(h for h in (8, 4, 2, 1) if self.dim % h == 0)
+            self.temporal = TemporalEncoder(self.dim, config.temporal_layers, heads, self.num_frames) if config.temporal_layers else None
+
+    def sentence(self, text: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sentence vectors at the frame width [Bt, D] (float32)."""
+        t = text[f"text/{self.config.text}"].float()
+        return self.text_projection(t) if self.learns else t
+
+    def frames(self, video: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame features (through the temporal layer if any) [Bv, F, D] and the mask [Bv, F]."""
+        frames = video[f"frames/{self.config.frames}"].float()
+        mask = video[f"frame_mask/{self.config.frames}"].bool()
+        if self.learns and self.temporal is not None:
+            frames = self.temporal(frames, mask)
+        return frames, mask

@@ -1,0 +1,84 @@
+"""``captions``: a caption-privileged teacher (ours, not from the papers).
+
+Videos of a data set come with several captions. The teacher scores (caption c, video v)
+by the similarity, under a real text encoder, between c and v's *other* captions (c
+itself excluded), pooled by mean or max: generalized distillation in TeachText's sense
+(privileged information a student never sees at test time), at no visual cost. Stage one
+writes each video's caption bank (``bank/<name>`` [V, C, D] and the captions' store rows
+``bank_rows/<name>`` [V, C], -1 for none). No weights, no relevance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cache.store import ArraySpec, Store
+from stages.extract.config import TeacherConfig
+from stages.teachers.base import CAPTION_ROW, TeacherError, TeacherHead
+
+POOLS = ("mean", "max")
+
+
+class CaptionTeacher(TeacherHead):
+    kind = "captions"
+    has_relevance = False
+    reads_frames = False
+
+    @classmethod
+    def check_config(cls, config: TeacherConfig, frame_encoders: dict, text_encoders: dict) -> None:
+        super().check_config(config, frame_encoders, text_encoders)
+        if config.pool not in POOLS or config.max_captions < 2:
+            raise TeacherError(f"teacher {config.name!r} (captions): pool must be one of {POOLS} and max_captions >= 2")
+
+    @property
+    def bank(self) -> str:
+        return f"bank/{self.config.name}"
+
+    @property
+    def bank_rows(self) -> str:
+        return f"bank_rows/{self.config.name}"
+
+    def text_inputs(self) -> list[str]:
+        return [f"text/{self.config.text}", CAPTION_ROW]
+
+    def video_inputs(self) -> list[str]:
+        return [self.bank, self.bank_rows]
+
+    def required_arrays(self) -> list[str]:
+        return [f"text/{self.config.text}"]  # the bank is written by stage one from it
+
+    def input_specs(self, num_videos: int, caption_video: np.ndarray) -> list[ArraySpec]:
+        most = int(np.bincount(caption_video, minlength=num_videos).max(initial=0))
+        width = min(self.config.max_captions, max(1, most))
+        dim = self.dims[f"text/{self.config.text}"][-1]
+        unit = f"inputs/{self.config.name}"
+        return [ArraySpec(self.bank, "videos", (width, dim), "float16", unit), ArraySpec(self.bank_rows, "videos", (width,), "int32", unit)]
+
+    def write_inputs(self, store: Store) -> None:
+        video_index = store.captions().column("video_index").to_numpy()
+        width = next(a.tail[0] for a in store.arrays if a.name == self.bank_rows)
+        rows = np.full((store.num_rows("videos"), width), -1, dtype=np.int32)
+        fill = np.zeros(store.num_rows("videos"), dtype=np.int64)
+        for caption, vid in enumerate(video_index):  # captions are stored sorted by video
+            if fill[vid] < width:
+                rows[vid, fill[vid]] = caption
+                fill[vid] += 1
+        text = store.read(f"text/{self.config.text}")
+        bank = np.where((rows >= 0)[..., None], text[np.maximum(rows, 0)], 0).astype(np.float16)
+        store.write(self.bank, 0, bank)
+        store.write(self.bank_rows, 0, rows)
+
+    def logits(self, text, video) -> torch.Tensor:
+        query = F.normalize(text[f"text/{self.config.text}"].float(), dim=-1)
+        bank = F.normalize(video[self.bank].float(), dim=-1)
+        bank_rows = video[self.bank_rows].long()
+        sims = torch.einsum("td,vcd->tvc", query, bank)
+        valid = (bank_rows >= 0)[None] & (bank_rows[None] != text[CAPTION_ROW].long()[:, None, None])
+        if self.config.pool == "max":
+            pooled = sims.masked_fill(~valid, float("-inf")).amax(-1)
+            pooled = torch.where(valid.any(-1), pooled, torch.zeros_like(pooled))
+        else:
+            pooled = (sims * valid).sum(-1) / valid.sum(-1).clamp(min=1)
+        return self.scale * pooled
