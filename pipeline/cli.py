@@ -133,6 +133,7 @@ def info(store: str, as_json: bool) -> None:
 @user_errors
 def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: bool) -> None:
     """Stage two: train the student from the store only (no video, no encoder)."""
+    from pipeline.report import card_markdown, ensure_baseline, restrict_card, teacher_card, write_card
     from stages.extract.run import open_extracted_store
     from stages.student.train import train_student
 
@@ -141,13 +142,47 @@ def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: boo
         run_dir = Path(cfg.train.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(dump_config(cfg))
+        card = None
+        if cfg.train.objective.kind != "infonce":  # warn before any distillation
+            card = restrict_card(teacher_card(store, ensure_baseline(cfg.train, store, progress=not quiet)), cfg.train.objective.teachers)
+            for warning in card["warnings"]:
+                click.echo(f"warning: {warning['message']}", err=True)
         result = train_student(cfg.train, store, progress=not quiet, resume=resume)
+    if card is not None:
+        write_card(card, run_dir)
+        with open(run_dir / "metrics.md", "a") as f:
+            f.write("\n" + card_markdown(card))
     t2v, val = result["test"]["t2v"], result["val"]["t2v"]
     click.echo(
         f"train: {cfg.train.objective.kind} student, best epoch {result['best_epoch']}: val t2v R1 {val['R1']:.1f}, "
         f"test t2v R1 {t2v['R1']:.1f} R5 {t2v['R5']:.1f} R10 {t2v['R10']:.1f} MdR {t2v['MdR']:.0f}; "
         f"{result['epoch_seconds']:.1f} s/epoch -> {run_dir / 'metrics.json'}"
     )
+
+
+@main.command()
+@click.argument("store", required=False, type=click.Path(file_okay=False))
+@config_options
+@click.option("--no-baseline", is_flag=True, help="list the teachers only (no InfoNCE student is trained)")
+@click.option("--json", "as_json", is_flag=True, help="print the card as JSON")
+@click.option("--quiet", is_flag=True, help="no progress lines")
+@user_errors
+def teachers(store: str | None, config_path: str, overrides: tuple[str, ...], no_baseline: bool, as_json: bool, quiet: bool) -> None:
+    """The teacher report card of a store (default: extract.store): each teacher's own val/test
+    t2v R1/R5/R10 next to the InfoNCE-only student ([train] of the config) from the same cache."""
+    from cache.store import Store
+    from pipeline.report import card_markdown, ensure_baseline, teacher_card, write_card
+
+    cfg = load_config(config_path, list(overrides))
+    with Store.open(Path(store or cfg.extract.store)) as opened:
+        baseline = None if no_baseline else ensure_baseline(cfg.train, opened, progress=not quiet and not as_json)
+        card = teacher_card(opened, baseline)
+        path = write_card(card, opened.path / "report")
+    if as_json:
+        click.echo(json.dumps(card, indent=2))
+        return
+    click.echo(card_markdown(card), nl=False)
+    click.echo(f"teachers: {len(card['rows']) - (baseline is not None)} teachers, {len(card['warnings'])} warnings -> {path}")
 
 
 @main.command()

@@ -97,6 +97,15 @@ class TeacherBank:
         """Every array (and row key) the heads read."""
         return list(dict.fromkeys(a for h in self.heads.values() for a in h.inputs()))
 
+    def check_relevance(self, store: Store, frames: str) -> None:
+        """Refuse relevance whose frame count differs from the student's frames (names the teacher)."""
+        widths = {a.name: a.tail for a in store.arrays}
+        num_frames = widths[f"frames/{frames}"][0]
+        for name in self.relevance_arrays():
+            if widths[name] != (num_frames,):
+                teacher = name.split("/", 1)[1]
+                raise ValueError(f"teacher {teacher!r}: {name} has shape {widths[name]} per caption, the student's frames/{frames} have {num_frames} frames; rebuild the store")
+
     def relevance_arrays(self) -> list[str]:
         return [f"relevance/{n}" for n, h in self.heads.items() if h.has_relevance]
 
@@ -240,6 +249,8 @@ def train_student(cfg: TrainConfig, store: Store, progress: bool = True, resume:
     needs_relevance = obj.kind == "teachclip" and cfg.student.afa
     student_arrays = (f"text/{cfg.text}", f"frames/{cfg.frames}", f"frame_mask/{cfg.frames}")
     train_arrays = [*student_arrays, *bank.arrays(), *(bank.relevance_arrays() if needs_relevance else [])]
+    if needs_relevance:
+        bank.check_relevance(store, cfg.frames)
     if cfg.loader not in ("ram", "stream"):
         raise ValueError(f"train.loader = {cfg.loader!r}; choose ram or stream")
     rows, denoise = denoised_rows(store, cfg.denoise.top_k)

@@ -83,7 +83,7 @@ class TeacherHead(nn.Module):
     @property
     def scale(self) -> float:
         """The current logit scale (raw similarity = logits / scale)."""
-        return float(self.log_scale.exp()) if self.learns else float(self.config.scale)
+        return float(self.log_scale.detach().exp()) if self.learns else float(self.config.scale)
 
     def logit_scale(self) -> torch.Tensor:
         return self.log_scale.exp() if self.learns else torch.tensor(float(self.config.scale))
