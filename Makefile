@@ -11,7 +11,7 @@ STORE ?= runs/demo/store
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup data extract-teachers train-student ablate demo test bench clean
+.PHONY: setup data extract-teachers teachers train-student ablate demo test bench clean
 
 setup: $(STAMP)
 
@@ -31,15 +31,19 @@ extract-teachers: setup data
 	$(BIN)/teachcache extract --config $(CONFIG) --set extract.data=$(DATA) --set extract.store=$(STORE)
 	$(BIN)/teachcache info $(STORE)
 
+teachers: setup
+	$(BIN)/teachcache teachers $(STORE) --config $(CONFIG) --set extract.data=$(DATA) --set extract.store=$(STORE)
+
 train-student: setup
 	$(BIN)/teachcache train --config $(CONFIG) --set extract.data=$(DATA) --set extract.store=$(STORE)
 
 ablate: setup
 	$(BIN)/teachcache ablate --config $(CONFIG) --set extract.data=$(DATA) --set extract.store=$(STORE)
 
+# stage one (with the teachers' fitting), the teacher report card, then stage two
 demo: extract-teachers
+	$(MAKE) --no-print-directory teachers
 	$(MAKE) --no-print-directory train-student
-	$(MAKE) --no-print-directory ablate
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -38,7 +38,7 @@ class AblateConfig:
     variants: list[VariantConfig] = opt(DEFAULT_VARIANTS, "the variants to compare")
 
 
-COLUMNS = ("variant", "seeds", "val_t2v_R1", "val_t2v_R1_std", "test_t2v_R1", "test_t2v_R1_std", "test_t2v_R5", "test_t2v_R10", "test_t2v_MdR", "test_v2t_R1", "epoch_seconds")
+COLUMNS = ("variant", "seeds", "val_t2v_R1", "val_t2v_R1_std", "test_t2v_R1", "test_t2v_R1_std", "test_t2v_R5", "test_t2v_R10", "test_t2v_MdR", "test_v2t_R1", "epoch_seconds", "teacher_ms_per_step", "captions_dropped")
 
 
 def summarize_runs(name: str, results: list[dict]) -> dict:
@@ -62,17 +62,19 @@ def summarize_runs(name: str, results: list[dict]) -> dict:
         "test_t2v_MdR": statistics.mean(values("test", "t2v", "MdR")),
         "test_v2t_R1": statistics.mean(values("test", "v2t", "R1")),
         "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in results),
+        "teacher_ms_per_step": statistics.mean(r.get("teacher_ms_per_step", 0.0) for r in results),
+        "captions_dropped": statistics.mean((r.get("denoise") or {}).get("captions_dropped", 0) for r in results),
     }
 
 
 def write_table(rows: list[dict], out: Path) -> tuple[Path, Path]:
     """ablation.md and ablation.csv under ``out``."""
-    md = ["| variant | seeds | val t2v R@1 | test t2v R@1 | test R@5 | test R@10 | test MdR | test v2t R@1 | s/epoch |", "|---|---|---|---|---|---|---|---|---|"]
+    md = ["| variant | seeds | val t2v R@1 | test t2v R@1 | test R@5 | test R@10 | test MdR | test v2t R@1 | s/epoch | teacher ms/step | captions dropped |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(
             f"| {r['variant']} | {r['seeds']} | {r['val_t2v_R1']:.1f} ± {r['val_t2v_R1_std']:.1f} | "
             f"{r['test_t2v_R1']:.1f} ± {r['test_t2v_R1_std']:.1f} | {r['test_t2v_R5']:.1f} | {r['test_t2v_R10']:.1f} | "
-            f"{r['test_t2v_MdR']:.1f} | {r['test_v2t_R1']:.1f} | {r['epoch_seconds']:.1f} |"
+            f"{r['test_t2v_MdR']:.1f} | {r['test_v2t_R1']:.1f} | {r['epoch_seconds']:.1f} | {r['teacher_ms_per_step']:.1f} | {r['captions_dropped']:.0f} |"
         )
     md_path, csv_path = out / "ablation.md", out / "ablation.csv"
     md_path.write_text("\n".join(md) + "\n\nMean ± standard deviation over seeds; best epoch by validation t2v R@1.\n")
@@ -92,10 +94,10 @@ def write_chart(rows: list[dict], out: Path) -> Path:
     import numpy as np
 
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 3.6))
+    fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 3.8))
     for offset, split, color in ((-0.2, "val", "#8fb8de"), (0.2, "test", "#2f6fa7")):
         ax.bar(x + offset, [r[f"{split}_t2v_R1"] for r in rows], 0.4, yerr=[r[f"{split}_t2v_R1_std"] for r in rows], label=f"{split} t2v R@1", color=color, capsize=3)
-    ax.set_xticks(x, [r["variant"] for r in rows])
+    ax.set_xticks(x, [r["variant"] for r in rows], rotation=30, ha="right")
     ax.set_ylabel("R@1 (%)")
     ax.set_title("students trained from one cache")
     ax.legend()

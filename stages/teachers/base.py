@@ -93,9 +93,18 @@ class TeacherHead(nn.Module):
         if self.learns:
             self.log_scale.clamp_(max=math.log(MAX_SCALE))
 
+    def prepare_video(self, video: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The query-independent work on a set of videos (temporal layer, pooling, keys...), done once
+        per video set however many caption chunks are scored against it."""
+        return video
+
+    def score(self, text: dict[str, torch.Tensor], prepared: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits of captions against prepared videos: [Bt, Bv]."""
+        raise NotImplementedError
+
     def logits(self, text: dict[str, torch.Tensor], video: dict[str, torch.Tensor]) -> torch.Tensor:
         """Teacher logits of every caption against every video: [Bt, Bv]."""
-        raise NotImplementedError
+        return self.score(text, self.prepare_video(video))
 
     def relevance(self, text: dict[str, torch.Tensor], video: dict[str, torch.Tensor]) -> torch.Tensor:
         """Raw per-frame scores of caption i with video i (before any softmax): [n, F]; 0 on padding."""

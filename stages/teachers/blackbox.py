@@ -96,8 +96,8 @@ class BlackBoxTeacher(TeacherHead):
     def scale(self) -> float:
         return 1.0  # the user's scores are taken as logits
 
-    def logits(self, text, video) -> torch.Tensor:
-        rows = video[VIDEO_ROW].long()
+    def score(self, text, prepared) -> torch.Tensor:
+        rows = prepared[VIDEO_ROW].long()
         if self.dense:
             return text[f"scores/{self.config.name}"].float()[:, rows]
         kept = text[f"topk_video/{self.config.name}"].long()  # [Bt, K+1]

@@ -70,10 +70,12 @@ class CaptionTeacher(TeacherHead):
         store.write(self.bank, 0, bank)
         store.write(self.bank_rows, 0, rows)
 
-    def logits(self, text, video) -> torch.Tensor:
+    def prepare_video(self, video) -> dict[str, torch.Tensor]:
+        return {"bank": F.normalize(video[self.bank].float(), dim=-1), "rows": video[self.bank_rows].long()}
+
+    def score(self, text, prepared) -> torch.Tensor:
         query = F.normalize(text[f"text/{self.config.text}"].float(), dim=-1)
-        bank = F.normalize(video[self.bank].float(), dim=-1)
-        bank_rows = video[self.bank_rows].long()
+        bank, bank_rows = prepared["bank"], prepared["rows"]
         sims = torch.einsum("td,vcd->tvc", query, bank)
         valid = (bank_rows >= 0)[None] & (bank_rows[None] != text[CAPTION_ROW].long()[:, None, None])
         if self.config.pool == "max":

@@ -36,10 +36,12 @@ class DualTeacher(FrameHead):
                 f"seed={text.seed}); a dual teacher needs the open_clip text tower of the same model, weights and seed"
             )
 
-    def logits(self, text, video) -> torch.Tensor:
+    def prepare_video(self, video) -> dict[str, torch.Tensor]:
         frames, mask = self.frames(video)
-        v = F.normalize(masked_mean_video(frames, mask), dim=-1)
-        return self.scale * F.normalize(self.sentence(text), dim=-1) @ v.T
+        return {"video": F.normalize(masked_mean_video(frames, mask), dim=-1)}
+
+    def score(self, text, prepared) -> torch.Tensor:
+        return self.scale * F.normalize(self.sentence(text), dim=-1) @ prepared["video"].T
 
     def relevance(self, text, video) -> torch.Tensor:
         frames, mask = self.frames(video)

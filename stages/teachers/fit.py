@@ -36,10 +36,10 @@ def score_matrix(head: TeacherHead, split: SplitArrays, device: torch.device, ca
     text_step = max(1, PAIRS_PER_CALL // video_step)
     out = torch.empty(n_text, split.num_videos)
     for v0 in range(0, split.num_videos, video_step):
-        video = {k: v[v0 : v0 + video_step].to(device) for k, v in split.video_arrays.items()}
+        prepared = head.prepare_video({k: v[v0 : v0 + video_step].to(device) for k, v in split.video_arrays.items()})
         for t0 in range(0, n_text, text_step):
             text = {k: v[t0 : t0 + text_step].to(device) for k, v in texts.items()}
-            out[t0 : t0 + text_step, v0 : v0 + video_step] = head.logits(text, video).float().cpu()
+            out[t0 : t0 + text_step, v0 : v0 + video_step] = head.score(text, prepared).float().cpu()
     head.train(was_training)
     return out
 
@@ -84,7 +84,7 @@ def fit_head(head: TeacherHead, train: SplitArrays, val: SplitArrays | None, dev
 
 
 @torch.no_grad()
-def ensemble_ranks(heads: list[TeacherHead], split: SplitArrays, device: torch.device, step: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def ensemble_ranks(heads: list[TeacherHead], split: SplitArrays, device: torch.device, step: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Per caption, the 0-based rank of its own video among the split's videos under the
     plain mean of the heads' logits (ties: the own video first), and that mean score."""
     ranks = np.zeros(split.num_captions, dtype=np.int32)

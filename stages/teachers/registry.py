@@ -61,10 +61,20 @@ def load_weights(head: TeacherHead, state: dict[str, torch.Tensor], source: str)
 
 
 def load_checkpoint(head: TeacherHead, path: str) -> None:
-    """Head weights from a safetensors file (``checkpoint = ...``)."""
+    """Head weights from a file (``checkpoint = ...``): safetensors in our names, or a torch
+    checkpoint (``.pth``/``.pt``, tensors only) in ours or, for X-Pool, the official names."""
     if not Path(path).is_file():
         raise TeacherError(f"teacher {head.config.name!r}: checkpoint {path} not found")
-    load_weights(head, load_file(path), path)
+    if path.endswith(".safetensors"):
+        state = load_file(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+            raise TeacherError(f"teacher {head.config.name!r}: cannot read checkpoint {path}: {exc}") from exc
+        state = state.get("state_dict", state)
+    official = getattr(head, "map_official", lambda _s: None)(state)
+    load_weights(head, official if official is not None else state, path)
 
 
 def save_head(store: Store, head: TeacherHead, record: dict) -> None:

@@ -29,10 +29,12 @@ class TextTeacher(FrameHead):
         frames, mask = self.frames(video)
         return self.video_projection(frames), mask
 
-    def logits(self, text, video) -> torch.Tensor:
+    def prepare_video(self, video) -> dict[str, torch.Tensor]:
         frames, mask = self._frames(video)
-        v = F.normalize(masked_mean_video(frames, mask), dim=-1)
-        return self.logit_scale() * F.normalize(self.sentence(text), dim=-1) @ v.T
+        return {"video": F.normalize(masked_mean_video(frames, mask), dim=-1)}
+
+    def score(self, text, prepared) -> torch.Tensor:
+        return self.logit_scale() * F.normalize(self.sentence(text), dim=-1) @ prepared["video"].T
 
     def relevance(self, text, video) -> torch.Tensor:
         frames, mask = self._frames(video)

@@ -28,10 +28,13 @@ class TS2NetTeacher(FrameHead):
     kind = "ts2net"
     learns = True
 
-    def logits(self, text, video) -> torch.Tensor:
+    def prepare_video(self, video) -> dict[str, torch.Tensor]:
         frames, mask = self.frames(video)
-        sims = torch.einsum("td,vfd->tvf", F.normalize(self.sentence(text), dim=-1), F.normalize(frames, dim=-1))
-        mask = mask.unsqueeze(0).expand_as(sims)
+        return {"frames": F.normalize(frames, dim=-1), "mask": mask}
+
+    def score(self, text, prepared) -> torch.Tensor:
+        sims = torch.einsum("td,vfd->tvf", F.normalize(self.sentence(text), dim=-1), prepared["frames"])
+        mask = prepared["mask"].unsqueeze(0).expand_as(sims)
         weights = masked_softmax(frame_softmax_logits(sims, mask), mask)
         return self.logit_scale() * (weights * sims).sum(-1)
 

@@ -62,12 +62,14 @@ class XClipTeacher(FrameHead):
         words = self.text_projection(text[f"tokens/{self.config.text}"].float())
         return F.normalize(words, dim=-1), text[f"token_mask/{self.config.text}"].bool()
 
-    def logits(self, text, video) -> torch.Tensor:
+    def prepare_video(self, video) -> dict[str, torch.Tensor]:
+        frames, mask = self.frames(video)
+        return {"frames": F.normalize(frames, dim=-1), "video": F.normalize(masked_mean_video(frames, mask), dim=-1), "mask": mask}
+
+    def score(self, text, prepared) -> torch.Tensor:
         s = F.normalize(self.sentence(text), dim=-1)  # [Bt, D]
         w, w_mask = self.words(text)  # [Bt, L, D], [Bt, L]
-        frames, f_mask = self.frames(video)
-        f = F.normalize(frames, dim=-1)  # [Bv, F, D]
-        v = F.normalize(masked_mean_video(frames, f_mask), dim=-1)  # [Bv, D]
+        f, v, f_mask = prepared["frames"], prepared["video"], prepared["mask"]  # [Bv, F, D], [Bv, D], [Bv, F]
         bt, bv = s.shape[0], f.shape[0]
         sentence_video = s @ self.global_weight @ v.T
         words_mask = w_mask[:, None, :].expand(bt, bv, -1)

@@ -21,9 +21,39 @@ from stages.layers import identity_linear, masked_softmax
 from stages.teachers.base import FrameHead
 
 
+# official X-Pool (layer6ai-labs/xpool, model/clip_transformer.py + modules/transformer.py) -> ours
+OFFICIAL_NAMES = {
+    "pool_frames.cross_attn.q_proj": "query",
+    "pool_frames.cross_attn.k_proj": "key",
+    "pool_frames.cross_attn.v_proj": "value",
+    "pool_frames.cross_attn.out_proj": "out",
+    "pool_frames.linear_proj": "linear",
+    "pool_frames.layer_norm1": "norm_in",
+    "pool_frames.layer_norm2": "norm_attention",
+    "pool_frames.layer_norm3": "norm_out",
+}
+
+
 class XPoolTeacher(FrameHead):
     kind = "xpool"
     learns = True
+
+    def map_official(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """An official X-Pool checkpoint's head weights under our names (None if it is not one).
+        X-Pool has one CLIP for both towers: the text projection stays the identity; its
+        ``clip.logit_scale`` (a log) becomes ours. It has no temporal layer and one head."""
+        if not any(k.startswith("pool_frames.") for k in state):
+            return None
+        mapped = {}
+        for theirs, ours in OFFICIAL_NAMES.items():
+            for leaf in ("weight", "bias"):
+                if f"{theirs}.{leaf}" in state:
+                    mapped[f"{ours}.{leaf}"] = state[f"{theirs}.{leaf}"]
+        own = self.state_dict()
+        for name in ("text_projection.weight", "text_projection.bias"):
+            mapped[name] = own[name]
+        mapped["log_scale"] = state.get("clip.logit_scale", own["log_scale"]).reshape(own["log_scale"].shape)
+        return mapped
 
     def __init__(self, config: TeacherConfig, dims: dict[str, tuple[int, ...]]):
         super().__init__(config, dims)
@@ -35,23 +65,23 @@ class XPoolTeacher(FrameHead):
         self.dropout = nn.Dropout(config.dropout)
         self.norm_out = nn.LayerNorm(d)
 
-    def _attention_logits(self, t: torch.Tensor, frames: torch.Tensor, pairwise: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        q = self.query(self.norm_in(t))
-        normed = self.norm_in(frames)
-        k = self.key(normed)
-        pattern = "td,vfd->tvf" if pairwise else "nd,nfd->nf"
-        return torch.einsum(pattern, q, k) / math.sqrt(self.dim), self.value(normed)
-
-    def logits(self, text, video) -> torch.Tensor:
-        t = self.sentence(text)
+    def prepare_video(self, video) -> dict[str, torch.Tensor]:
         frames, mask = self.frames(video)
-        scores, values = self._attention_logits(t, frames, pairwise=True)  # [Bt, Bv, F]
-        weights = masked_softmax(scores, mask.unsqueeze(0))
-        z = self.norm_attention(self.out(torch.einsum("tvf,vfd->tvd", weights, values)))
+        normed = self.norm_in(frames)
+        return {"keys": self.key(normed), "values": self.value(normed), "mask": mask}
+
+    def _query(self, t: torch.Tensor) -> torch.Tensor:
+        return self.query(self.norm_in(t)) / math.sqrt(self.dim)
+
+    def score(self, text, prepared) -> torch.Tensor:
+        t = self.sentence(text)
+        scores = torch.einsum("td,vfd->tvf", self._query(t), prepared["keys"])  # [Bt, Bv, F]
+        weights = masked_softmax(scores, prepared["mask"].unsqueeze(0))
+        z = self.norm_attention(self.out(torch.einsum("tvf,vfd->tvd", weights, prepared["values"])))
         z = self.norm_out(z + self.dropout(self.linear(z)))
         return self.logit_scale() * torch.einsum("td,tvd->tv", F.normalize(t, dim=-1), F.normalize(z, dim=-1))
 
     def relevance(self, text, video) -> torch.Tensor:
-        frames, mask = self.frames(video)
-        scores, _ = self._attention_logits(self.sentence(text), frames, pairwise=False)
-        return scores.masked_fill(~mask, 0.0)
+        prepared = self.prepare_video(video)
+        scores = torch.einsum("nd,nfd->nf", self._query(self.sentence(text)), prepared["keys"])
+        return scores.masked_fill(~prepared["mask"], 0.0)

@@ -156,3 +156,19 @@ def test_unknown_kind_and_wrong_checkpoint_shapes_name_the_teacher(tmp_path):
     save_file({k: v.contiguous() for k, v in wrong.items()}, tmp_path / "w.safetensors")
     with pytest.raises(TeacherError, match="teacher 'h' \\(xpool\\): weights in .*w.safetensors do not fit.*wrong shapes"):
         load_checkpoint(_head("xpool", text_dim=2, frame_dim=2), str(tmp_path / "w.safetensors"))
+
+
+def test_official_xpool_checkpoint_loads_by_name_mapping(tmp_path):
+    from stages.teachers.registry import load_checkpoint
+
+    torch.manual_seed(0)
+    names = ["cross_attn.q_proj", "cross_attn.k_proj", "cross_attn.v_proj", "cross_attn.out_proj", "linear_proj", "layer_norm1", "layer_norm2", "layer_norm3"]
+    official = {f"pool_frames.{n}.{leaf}": torch.randn(4, 4) if leaf == "weight" and "norm" not in n else torch.randn(4) for n in names for leaf in ("weight", "bias")}
+    official["clip.logit_scale"] = torch.tensor(4.0)
+    official["clip.visual.proj"] = torch.randn(8, 4)  # the CLIP itself is not part of the head
+    torch.save({"epoch": 3, "state_dict": official}, tmp_path / "model_best.pth")
+    head = _head("xpool", text_dim=4, frame_dim=4)
+    load_checkpoint(head, str(tmp_path / "model_best.pth"))
+    assert torch.equal(head.query.weight, official["pool_frames.cross_attn.q_proj.weight"])
+    assert torch.equal(head.norm_out.bias, official["pool_frames.layer_norm3.bias"])
+    assert head.scale == pytest.approx(math.exp(4.0)) and torch.equal(head.text_projection.weight, torch.eye(4))
