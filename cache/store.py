@@ -371,6 +371,7 @@ class Store:
             "stored_bytes": total,
             "bytes_per_video": total / n_videos,
             "video_array_bytes_per_video": video_bytes / n_videos,
+            "files": {str(f.relative_to(self.path / FILES_DIR)): f.stat().st_size for f in sorted((self.path / FILES_DIR).rglob("*")) if f.is_file()},
             "failures": failures.to_pylist(),
             "missing_work": [] if self.complete else self.missing_work(),
         }

@@ -108,8 +108,9 @@ def write_chart(rows: list[dict], out: Path) -> Path:
     return path
 
 
-def run_ablation(config_path: str | None, overrides: list[str], progress: bool = True) -> tuple[list[dict], Path]:
-    """Train every variant for every seed from the configured store; write table and chart."""
+def run_ablation(config_path: str | None, overrides: list[str], progress: bool = True, only: list[str] | None = None) -> tuple[list[dict], Path]:
+    """Train every variant (or those named in ``only``) for every seed from the configured store;
+    write table and chart."""
     from pipeline.config import dump_config, load_config
     from stages.extract.run import open_extracted_store
     from stages.student.train import train_student
@@ -120,7 +121,10 @@ def run_ablation(config_path: str | None, overrides: list[str], progress: bool =
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     with open_extracted_store(base.extract) as store:
-        for variant in spec.variants:
+        unknown = sorted(set(only or []) - {v.name for v in spec.variants})
+        if unknown:
+            raise ValueError(f"--only names {unknown}, not among the [ablate] variants {[v.name for v in spec.variants]}")
+        for variant in [v for v in spec.variants if not only or v.name in only]:
             results = []
             for seed in spec.seeds:
                 cfg = load_config(config_path, [*overrides, *spec.overrides, *variant.overrides, f"train.seed={seed}", f"train.run_dir={out / variant.name / f'seed{seed}'}"])

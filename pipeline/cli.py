@@ -119,6 +119,8 @@ def info(store: str, as_json: bool) -> None:
     click.echo(f"{'array':<28} {'shape':<20} {'dtype':<8} stored")
     for a in data["arrays"]:
         click.echo(f"{a['name']:<28} {str(tuple(a['shape'])):<20} {a['dtype']:<8} {_format_bytes(a['stored_bytes'])}")
+    for name, size in data["files"].items():
+        click.echo(f"{'files/' + name:<58} {_format_bytes(size)}")
     click.echo(f"failures     {len(data['failures'])}")
     for f in data["failures"][:20]:
         click.echo(f"  {f['video_id']}  [{f['stage']}]  {f['reason']}")
@@ -188,12 +190,13 @@ def teachers(store: str | None, config_path: str, overrides: tuple[str, ...], no
 @main.command()
 @config_options
 @click.option("--quiet", is_flag=True, help="no per-run lines")
+@click.option("--only", multiple=True, metavar="NAME", help="train only these variants (repeatable)")
 @user_errors
-def ablate(config_path: str, overrides: tuple[str, ...], quiet: bool) -> None:
+def ablate(config_path: str, overrides: tuple[str, ...], quiet: bool, only: tuple[str, ...]) -> None:
     """Train the [ablate] variants over one store; write a table (md, csv) and a chart (png)."""
     from pipeline.ablate import run_ablation
 
-    rows, out = run_ablation(config_path, list(overrides), progress=not quiet)
+    rows, out = run_ablation(config_path, list(overrides), progress=not quiet, only=list(only))
     click.echo((out / "ablation.md").read_text(), nl=False)
     click.echo(f"ablate: {len(rows)} variants -> {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation.png'}")
 

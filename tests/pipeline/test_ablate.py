@@ -22,3 +22,12 @@ def test_a_variant_that_changes_the_cache_is_refused(cli_config):
     cli_config.write_text(text)
     result = CliRunner().invoke(main, ["ablate", "--quiet", "--config", str(cli_config)])
     assert result.exit_code == 2 and "only [train] may vary" in result.output
+
+
+def test_only_trains_the_named_variants(cli_config, tmp_path):
+    result = CliRunner().invoke(main, ["ablate", "--quiet", "--config", str(cli_config), "--only", "teachclip", "--set", "ablate.seeds=[0]"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "ablation" / "ablation.csv")))
+    assert [r["variant"] for r in rows] == ["teachclip"] and not (tmp_path / "ablation" / "infonce").exists()
+    bad = CliRunner().invoke(main, ["ablate", "--quiet", "--config", str(cli_config), "--only", "nope"])
+    assert bad.exit_code == 2 and "--only names ['nope']" in bad.output

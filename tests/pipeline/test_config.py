@@ -3,11 +3,17 @@ import pytest
 from pipeline.config import Config, ConfigError, apply_overrides, dump_config, load_config
 
 
-def test_shipped_demo_config_loads():
+def test_shipped_demo_config_is_valid_and_its_teachers_see_more_than_the_student():
+    from stages.extract.run import validate_config
+
     cfg = load_config("configs/demo.toml")
+    validate_config(cfg.extract)
     assert cfg.extract.sampling.num_frames == 12
-    assert [t.name for t in cfg.extract.text_encoders][:2] == ["clip", "minilm"]
-    assert cfg.extract.teachers[0].kind == "dual"
+    frames = {f.name: f.model for f in cfg.extract.frame_encoders}
+    visual = [t for t in cfg.extract.teachers if t.kind in ("xpool", "teachtext")]
+    assert visual and all(frames[t.frames] == "teachcache-tiny-p8" != frames[cfg.train.frames] and t.temporal_layers >= 1 for t in visual)
+    assert len({t.text for t in cfg.extract.teachers if t.kind == "teachtext"}) >= 3
+    assert set(cfg.train.objective.teachers) <= {t.name for t in cfg.extract.teachers}
 
 
 def test_overrides_reach_nested_fields_and_list_items():
