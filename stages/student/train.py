@@ -144,10 +144,12 @@ def objective_loss(cfg: ObjectiveConfig, student: Student, S, frame_logits, mask
         parts["total"] = total
     elif cfg.kind == "teachtext":
         raw = S / student.scale()
-        teachers = [t / scale for t, scale in zip(bank.logits(arrays), bank.scales())]
         parts["rank"] = max_margin_ranking(raw, cfg.margin) if cfg.rank_loss == "max_margin" else infonce(S)
-        parts["distill"] = teachtext_distillation(raw, teachers)
-        parts["total"] = parts["rank"] + cfg.w_distill * parts["distill"]
+        parts["total"] = parts["rank"]
+        if cfg.w_distill:  # 0 isolates the ranking loss: no teacher is scored
+            teachers = [t / scale for t, scale in zip(bank.logits(arrays), bank.scales())]
+            parts["distill"] = teachtext_distillation(raw, teachers)
+            parts["total"] = parts["total"] + cfg.w_distill * parts["distill"]
     elif cfg.kind == "mckd":
         parts["infonce"] = infonce(S)
         teacher = torch.stack(bank.logits(arrays)).mean(0)
