@@ -72,6 +72,11 @@ def _require(store: Store, names: list[str]) -> None:
         )
 
 
+def store_splits(store: Store) -> set[str]:
+    """The splits a store's videos belong to."""
+    return set(store.videos().column("split").to_pylist())
+
+
 def split_rows(store: Store, split: str) -> SplitRows:
     """Rows of one split (train / val / test); refuses a split with no video."""
     videos, captions = store.videos(), store.captions()

@@ -27,7 +27,7 @@ from cache.store import SCHEMA_VERSION, ArraySpec, Store
 from stages.device import autocast_dtype, resolve_device
 from stages.extract.config import ExtractConfig, TextEncoderConfig
 from stages.extract.decode import DecodePool, DecodeRequest
-from stages.data import CAPTION_ROW, VIDEO_ROW
+from stages.data import CAPTION_ROW, VIDEO_ROW, store_splits
 from stages.extract.encoders import (
     TEXT_ENCODERS,
     TOKEN_KINDS,
@@ -420,7 +420,7 @@ class Extractor:
 
     def _obtain_head(self, store: Store, head: TeacherHead) -> dict:
         """Fit or load the head's weights; measure it on val and test. Returns its record."""
-        splits = set(store.videos().column("split").to_pylist())
+        splits = store_splits(store)
         val = split_for(store, "val", [head]) if "val" in splits else None
         if head.learns and head.config.checkpoint:
             load_checkpoint(head, head.config.checkpoint)
@@ -456,7 +456,7 @@ class Extractor:
             return 0, skipped
         n = store.num_rows("captions")
         ranks, scores = np.full(n, -1, np.int32), np.full(n, np.nan, np.float32)
-        if "train" in set(store.videos().column("split").to_pylist()):
+        if "train" in store_splits(store):
             train = split_for(store, "train", heads)
             rows = train.caption_arrays[CAPTION_ROW].numpy()
             ranks[rows], scores[rows] = ensemble_ranks(heads, train, self.device)

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cache.store import ArraySpec, Store
@@ -128,6 +129,10 @@ class FrameHead(TeacherHead):
         """Sentence vectors at the frame width [Bt, D] (float32)."""
         t = text[f"text/{self.config.text}"].float()
         return self.text_projection(t) if self.learns else t
+
+    def frame_cosine(self, text: dict[str, torch.Tensor], frames: torch.Tensor) -> torch.Tensor:
+        """Cosine of caption i's sentence vector with each frame of video i: [n, D], [n, F, D] -> [n, F]."""
+        return torch.einsum("nd,nfd->nf", F.normalize(self.sentence(text), dim=-1), F.normalize(frames, dim=-1))
 
     def frames(self, video: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Frame features (through the temporal layer if any) [Bv, F, D] and the mask [Bv, F]."""

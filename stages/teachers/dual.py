@@ -45,5 +45,5 @@ class DualTeacher(FrameHead):
 
     def relevance(self, text, video) -> torch.Tensor:
         frames, mask = self.frames(video)
-        cos = torch.einsum("nd,nfd->nf", F.normalize(self.sentence(text), dim=-1), F.normalize(frames, dim=-1))
+        cos = self.frame_cosine(text, frames)
         return cos.masked_fill(~mask, 0.0)

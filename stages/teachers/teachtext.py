@@ -38,5 +38,5 @@ class TextTeacher(FrameHead):
 
     def relevance(self, text, video) -> torch.Tensor:
         frames, mask = self._frames(video)
-        cos = torch.einsum("nd,nfd->nf", F.normalize(self.sentence(text), dim=-1), F.normalize(frames, dim=-1))
+        cos = self.frame_cosine(text, frames)
         return cos.masked_fill(~mask, 0.0)

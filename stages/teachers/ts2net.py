@@ -40,5 +40,5 @@ class TS2NetTeacher(FrameHead):
 
     def relevance(self, text, video) -> torch.Tensor:
         frames, mask = self.frames(video)
-        sims = torch.einsum("nd,nfd->nf", F.normalize(self.sentence(text), dim=-1), F.normalize(frames, dim=-1))
+        sims = self.frame_cosine(text, frames)
         return frame_softmax_logits(sims, mask).masked_fill(~mask, 0.0)

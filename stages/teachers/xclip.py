@@ -89,5 +89,5 @@ class XClipTeacher(FrameHead):
     def relevance(self, text, video) -> torch.Tensor:
         frames = video[f"frames/{self.config.frames}"].float()
         mask = video[f"frame_mask/{self.config.frames}"].bool()
-        cos = torch.einsum("nd,nfd->nf", F.normalize(self.sentence(text), dim=-1), F.normalize(frames, dim=-1))
+        cos = self.frame_cosine(text, frames)
         return cos.masked_fill(~mask, 0.0)
