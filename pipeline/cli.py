@@ -71,6 +71,42 @@ def synth(config_path: str, overrides: tuple[str, ...], out: str | None, quiet: 
         click.echo(f"synth: {manifest.videos.num_rows} videos, {manifest.captions.num_rows} captions -> {manifest.root}")
 
 
+def _dataset_config(dataset: str | None) -> str:
+    """configs/<dataset>.toml when it exists, else the default config."""
+    shipped = Path("configs") / f"{dataset}.toml"
+    return str(shipped) if dataset and shipped.is_file() else DEFAULT_CONFIG
+
+
+@main.command()
+@click.option("--dataset", default=None, help="msrvtt | msvd | didemo | activitynet | vatex | custom (default: prepare.dataset)")
+@click.option("--root", type=click.Path(file_okay=False), default=None, help="folder of the official annotation files")
+@click.option("--videos", type=click.Path(file_okay=False), default=None, help="folder of the videos, searched recursively (default: --root)")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="where the manifests go (default: extract.data)")
+@click.option("--variant", default=None, help="msrvtt: 9k | 7k | full; vatex: folder of the split lists")
+@click.option("--file", "custom_file", default=None, help="custom: the CSV or JSONL file under --root")
+@click.option("--splits", default=None, help="comma-separated splits to prepare, e.g. test")
+@click.option("--val-videos", type=int, default=None, help="hold out this many training videos as the val split")
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False), help="TOML config (default: configs/<dataset>.toml, else configs/demo.toml)")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config field, e.g. prepare.paragraphs=joined")
+@user_errors
+def prepare(dataset, root, videos, out, variant, custom_file, splits, val_videos, config_path, overrides) -> None:
+    """Read a benchmark's official annotations and write the manifests stage one reads;
+    videos that are not found are counted and listed (missing.txt), not fatal."""
+    from pipeline.datasets.common import AnnotationError
+    from pipeline.prepare import prepare as run_prepare
+
+    flags = {"dataset": dataset, "root": root, "videos": videos, "variant": variant, "file": custom_file, "val_videos": val_videos}
+    extra = [f"prepare.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    if splits is not None:
+        extra.append(f"prepare.splits={json.dumps([s.strip() for s in splits.split(',') if s.strip()])}")
+    cfg = load_config(config_path or _dataset_config(dataset), [*overrides, *extra])
+    try:
+        _, report = run_prepare(cfg.prepare, out or cfg.extract.data)
+    except AnnotationError as exc:
+        raise UserError(str(exc)) from exc
+    click.echo(report.line())
+
+
 @main.command()
 @config_options
 @click.option("--force", is_flag=True, help="rebuild the store from scratch instead of resuming")

@@ -1,7 +1,8 @@
 """The project config: typed dataclasses loaded from TOML, with ``key=value`` overrides.
 
 A config file has one table per part: ``[synth]`` (the generated data set),
-``[extract]`` (stage one), ``[train]`` (stage two) and ``[ablate]`` (variants of stage two). Unknown keys and wrong types are errors that name the key.
+``[prepare]`` (a benchmark's annotations -> manifests), ``[extract]`` (stage one), ``[train]`` (stage
+two) and ``[ablate]`` (variants of stage two). Unknown keys and wrong types are errors that name the key.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.ablate import AblateConfig
+from pipeline.prepare import PrepareConfig
 from pipeline.synth import SynthConfig
 from stages.extract.config import ExtractConfig
 from stages.student.train import TrainConfig
@@ -26,6 +28,7 @@ class ConfigError(ValueError):
 @dataclass
 class Config:
     synth: SynthConfig = opt(SynthConfig(), "the generated demo data set (teachcache synth)")
+    prepare: PrepareConfig = opt(PrepareConfig(), "a benchmark's annotation files -> the manifests in extract.data (teachcache prepare)")
     extract: ExtractConfig = opt(ExtractConfig(), "stage one: decoding, encoders, teachers, store")
     train: TrainConfig = opt(TrainConfig(), "stage two: the student, its objective and its training")
     ablate: AblateConfig = opt(AblateConfig(), "student variants trained over one cache (teachcache ablate)")
@@ -98,17 +101,39 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     return from_dict(Config, tree)
 
 
+EXTENDS_KEY = "extends"  # top-level key: a config file this one builds on (path relative to this file)
+
+
+def merge_tables(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: tables merge key by key; plain values and lists (arrays of tables too) replace."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = merge_tables(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_config_file(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A TOML config file as a dict, with the file it ``extends`` (if any) merged underneath."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; the shipped ones are in configs/")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `extends` goes round in a circle ({' -> '.join(str(p) for p in seen)})")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    base = data.pop(EXTENDS_KEY, None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: `extends` must be a file name, got {base!r}")
+    return merge_tables(read_config_file(path.parent / base, (*seen, path.resolve())), data)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a TOML config (defaults where absent) and apply overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found; the shipped ones are in configs/")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    """Load a TOML config (defaults where absent; ``extends = "base.toml"`` builds on another file) and apply overrides."""
+    data = read_config_file(path) if path is not None else {}
     return apply_overrides(from_dict(Config, data), overrides or [])
 
 

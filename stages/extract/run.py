@@ -29,6 +29,7 @@ from stages.extract.config import ExtractConfig, TextEncoderConfig
 from stages.extract.decode import DecodePool, DecodeRequest
 from stages.data import CAPTION_ROW, VIDEO_ROW, store_splits
 from stages.extract.encoders import (
+    MAX_WORDS_KINDS,
     TEXT_ENCODERS,
     TOKEN_KINDS,
     FrameEncoder,
@@ -88,7 +89,7 @@ class ExtractionFailures(RuntimeError):
 
 
 def _text_spec(t: TextEncoderConfig) -> ModelSpec:
-    return ModelSpec(t.model, t.pretrained, t.seed, t.tokenizer, t.output)
+    return ModelSpec(t.model, t.pretrained, t.seed, t.tokenizer, t.output, t.max_words)
 
 
 def validate_config(cfg: ExtractConfig) -> None:
@@ -112,6 +113,8 @@ def validate_config(cfg: ExtractConfig) -> None:
     for te in cfg.text_encoders:
         if te.tokens < 0 or (te.tokens and te.kind not in TOKEN_KINDS):
             raise ValueError(f"text encoder {te.name!r}: tokens = {te.tokens}; word features need tokens >= 1 and a kind in {TOKEN_KINDS}")
+        if te.max_words < 0 or (te.max_words and te.kind not in MAX_WORDS_KINDS):
+            raise ValueError(f"text encoder {te.name!r}: max_words = {te.max_words}; cutting captions needs max_words >= 1 and a kind in {MAX_WORDS_KINDS}")
     frames = {f.name: f for f in cfg.frame_encoders}
     texts = {t.name: t for t in cfg.text_encoders}
     for t in cfg.teachers:
@@ -160,6 +163,7 @@ def extraction_components(cfg: ExtractConfig, manifest: Manifest) -> dict:
                 "tokenizer": t.tokenizer,
                 "output": t.output,
                 "tokens": t.tokens,
+                "max_words": t.max_words,
             }
             for t in cfg.text_encoders
         ],
@@ -325,14 +329,14 @@ class Extractor:
             return 0, skipped
         encoders = [self.frame_encoder(f.name) for f in self.cfg.frame_encoders]
         paths = [str(p) for p in self.manifest.video_paths()]
-        windows, ids = self.manifest.windows(), self.manifest.video_ids
+        windows, rates, ids = self.manifest.windows(), self.manifest.frame_rates(), self.manifest.video_ids
         geometries = tuple(dict.fromkeys(e.geometry for e in encoders))
         total = sum(hi - lo for _, lo, hi in todo)
         bar = tqdm(total=total, desc="frames", unit="video", disable=not self.progress)
         with DecodePool(self.cfg.decode.workers, self.cfg.decode.timeout_s, tuple(self.cfg.decode.backends)) as pool:
             for shard, lo, hi in todo:
                 requests = (
-                    DecodeRequest(paths[i], self.cfg.sampling.sampler, self.cfg.sampling.num_frames, windows[i], geometries)
+                    DecodeRequest(paths[i], self.cfg.sampling.sampler, self.cfg.sampling.num_frames, windows[i], geometries, rates[i])
                     for i in range(lo, hi)
                 )
                 arrays, failures = self._encode_shard(encoders, geometries, pool.imap(requests), ids[lo:hi], bar)

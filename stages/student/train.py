@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from cache.store import Store
-from stages.data import RamLoader, ShardLoader, SplitArrays, keep_captions, load_split, split_rows
+from stages.data import RamLoader, ShardLoader, SplitArrays, keep_captions, load_split, split_rows, store_splits
 from stages.device import resolve_device
 from stages.losses import coarse_teaching, fine_teaching, infonce, max_margin_ranking, mckd, teachtext_distillation
 from stages.metrics import retrieval_metrics
@@ -74,6 +74,7 @@ class TrainConfig:
     loader: str = opt("ram", "ram (the split's arrays in RAM) or stream (whole store shards, shuffled in a buffer)")
     buffer_shards: int = opt(4, "stream: store shards read into the shuffle buffer at a time")
     eval_batch: int = opt(1024, "videos or captions encoded per evaluation step")
+    val_split: str = opt("val", "split that selects the best epoch: val, or test for benchmarks without one (MSR-VTT 1k-A, ActivityNet: the papers' protocol, which makes test numbers optimistic)")
 
 
 def loss_weights(obj: ObjectiveConfig) -> tuple[float, float, float]:
@@ -264,7 +265,7 @@ def train_student(cfg: TrainConfig, store: Store, progress: bool = True, resume:
     else:
         video_names = [n for n in train_arrays if store.has(n) and next(a.rows for a in store.arrays if a.name == n) == "videos"]
         loader = ShardLoader(store, train, rows, video_names, cfg.batch_size, cfg.buffer_shards)
-    val, test = (load_split(store, split, list(student_arrays)) for split in ("val", "test"))
+    val, test = (load_split(store, split, list(student_arrays)) for split in (selection_split(store, cfg, progress), "test"))
     dims = {a.name: a.tail for a in store.arrays}
     student = Student(cfg.student, dims[student_arrays[0]][-1], dims[student_arrays[1]][-1]).to(device)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -338,12 +339,29 @@ def train_student(cfg: TrainConfig, store: Store, progress: bool = True, resume:
         "history": history,
         "denoise": denoise,
         "teachers": list(bank.heads),
+        "selected_on": cfg.val_split,
         "store_fingerprint": store.fingerprint,
         "config": asdict(cfg),
     }
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     (run_dir / "metrics.md").write_text(metrics_table(result))
     return result
+
+
+def selection_split(store: Store, cfg: TrainConfig, progress: bool) -> str:
+    """The split that selects the epoch, refused with what to do when the store lacks it."""
+    splits = store_splits(store)
+    if cfg.val_split not in ("val", "test"):
+        raise ValueError(f"train.val_split = {cfg.val_split!r}; choose val or test")
+    if cfg.val_split not in splits:
+        raise ValueError(
+            f"store {store.path} has no {cfg.val_split!r} split to select the epoch on (it has {sorted(splits)}): "
+            "hold training videos out with `teachcache prepare --val-videos N`, or set train.val_split=test "
+            "(the published MSR-VTT 1k-A / ActivityNet protocol; test numbers are then optimistic)"
+        )
+    if cfg.val_split == "test" and progress:
+        print("note: the best epoch is selected on the test split (train.val_split = test); its test numbers are optimistic")
+    return cfg.val_split
 
 
 def metrics_table(result: dict) -> str:
@@ -355,4 +373,6 @@ def metrics_table(result: dict) -> str:
             m = result[split][direction]
             lines.append(f"| {split} | {direction} | " + " | ".join(f"{m[k]:.1f}" for k in keys) + " |")
     note = "v2t with several captions per video takes each video's best caption (optimistic at R@5/R@10)."
-    return f"best epoch {result['best_epoch']} (by validation t2v R@1)\n\n" + "\n".join(lines) + f"\n\n{note}\n"
+    selected = result.get("selected_on", "val")
+    caveat = " (the test split: its numbers are optimistic)" if selected == "test" else ""
+    return f"best epoch {result['best_epoch']} (by {selected} t2v R@1{caveat}; the 'val' rows are that split)\n\n" + "\n".join(lines) + f"\n\n{note}\n"

@@ -54,3 +54,36 @@ def test_dump_round_trips_and_explains_fields(tmp_path):
     path = tmp_path / "resolved.toml"
     path.write_text(text)
     assert load_config(path) == cfg
+
+
+PROTOCOL = {  # data set: (frames F, words, epoch selected on) of METHOD sections 1 and 5
+    "msrvtt": (12, 32, "test"),
+    "msvd": (12, 32, "val"),
+    "vatex": (12, 32, "val"),
+    "didemo": (64, 64, "val"),
+    "activitynet": (64, 64, "test"),
+    "custom": (12, 32, "val"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL))
+def test_each_benchmark_config_follows_its_protocol_and_is_valid(name):
+    from stages.extract.run import validate_config
+
+    cfg = load_config(f"configs/{name}.toml")
+    frames, words, selected = PROTOCOL[name]
+    assert cfg.prepare.dataset == name and cfg.extract.data == f"data/{name}"
+    assert cfg.extract.sampling.num_frames == frames and {t.max_words for t in cfg.extract.text_encoders} == {words}
+    assert cfg.train.val_split == selected and cfg.train.student.max_frames >= frames
+    assert set(cfg.train.objective.teachers) <= {t.name for t in cfg.extract.teachers}
+    validate_config(cfg.extract)
+
+
+def test_extends_merges_tables_and_refuses_a_circle(tmp_path):
+    (tmp_path / "base.toml").write_text('[train]\nepochs = 3\nlr = 0.5\n[[extract.text_encoders]]\nname = "a"\n')
+    (tmp_path / "top.toml").write_text('extends = "base.toml"\n[train]\nepochs = 7\n')
+    cfg = load_config(tmp_path / "top.toml")
+    assert (cfg.train.epochs, cfg.train.lr, [t.name for t in cfg.extract.text_encoders]) == (7, 0.5, ["a"])
+    (tmp_path / "base.toml").write_text('extends = "top.toml"\n')
+    with pytest.raises(ConfigError, match="goes round in a circle"):
+        load_config(tmp_path / "top.toml")

@@ -106,3 +106,33 @@ def test_pool_keeps_order_and_records_timeouts(tmp_path):
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="unknown decode backend 'opencv'"):
         DecodePool(0, 1.0, ("opencv",))
+
+
+def _frame_folder(folder, count, size=(40, 30), name="frame_{}.png"):
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for i in range(count):
+        Image.fromarray(np.full((size[1], size[0], 3), i, np.uint8)).save(folder / name.format(i))
+    return folder
+
+
+def test_a_frame_folder_is_read_in_natural_order_at_its_frame_rate(tmp_path):
+    folder = _frame_folder(tmp_path / "v", 12)  # frame_10.png sorts after frame_9.png
+    request = DecodeRequest(str(folder), "clip4clip", 12, None, (GeometrySpec(16),), fps=2.0)
+    video = decode_with_fallback(request)
+    assert video.error is None and video.backend == "frames"
+    assert video.indices.tolist() == [0, 2, 4, 6, 8, 10]  # the first frame of each of the six seconds
+    assert video.frames[0][:, 0, 0, 0].tolist() == [0, 2, 4, 6, 8, 10]  # pixel value = frame number
+    with DecodePool(workers=1, timeout_s=30) as pool:
+        (pooled,) = list(pool.imap([request]))
+    np.testing.assert_array_equal(pooled.frames[0], video.frames[0])
+
+
+def test_bad_frame_folders_become_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "holds no" in decode_with_fallback(DecodeRequest(str(empty), "uniform", 4, None, (GeometrySpec(16),))).error
+    broken = _frame_folder(tmp_path / "broken", 3, name="{}.jpg")
+    (broken / "1.jpg").write_text("not an image")
+    assert "frame 1.jpg" in decode_with_fallback(DecodeRequest(str(broken), "uniform", 3, None, (GeometrySpec(16),))).error

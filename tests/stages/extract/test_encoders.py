@@ -97,3 +97,18 @@ def test_offline_text_encoders_are_real(kind, model, dim):
 def test_unknown_text_kind_is_named():
     with pytest.raises(ValueError, match="unknown text encoder kind 'word2vec'"):
         build_text_encoder("word2vec", ModelSpec("x"), CPU)
+
+
+def test_max_words_cuts_captions_like_clip4clip():
+    full = build_text_encoder("open_clip", ModelSpec(TINY, "", 1), CPU)
+    cut = build_text_encoder("open_clip", ModelSpec(TINY, "", 1, max_words=6), CPU)
+    short = ["a cat", "a dog"]
+    np.testing.assert_allclose(cut.encode(short), full.encode(short), atol=1e-5)  # shorter than max_words: unchanged
+    # start token, four words, end token: captions that differ only after the fourth word meet
+    long = ["a red square slides left quickly", "a red square slides right slowly"]
+    a, b = cut.encode(long)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    c, d = full.encode(long)
+    assert not np.allclose(c, d, atol=1e-3)
+    with pytest.raises(ValueError, match="exceeds"):
+        build_text_encoder("open_clip", ModelSpec(TINY, "", 1, max_words=1000), CPU)

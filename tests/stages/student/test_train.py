@@ -159,3 +159,21 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(tiny_store, tmp_path
         resumed = train_student(cfg(tmp_path / "killed"), store, progress=False, resume=True)
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
     assert resumed["test"] == whole["test"] and resumed["best_epoch"] == whole["best_epoch"]
+
+
+def test_a_store_without_val_selects_on_test_only_when_asked(data_copy, tmp_path):
+    from cache.manifest import read_manifest, write_manifest
+
+    m = read_manifest(data_copy)
+    no_val = lambda t: t.set_column(t.schema.get_field_index("split"), "split", [[("train" if s == "val" else s) for s in t.column("split").to_pylist()]])  # noqa: E731
+    write_manifest(data_copy, no_val(m.videos), no_val(m.captions))
+    cfg = tiny_extract_config(data_copy, tmp_path / "store")
+    run_extraction(cfg, progress=False)
+    with Store.open(cfg.store) as store:
+        with pytest.raises(ValueError, match=r"no 'val' split .*--val-videos N.*train.val_split=test"):
+            train_student(_train_cfg(tmp_path / "a", "infonce", 1), store, progress=False)
+        on_test = _train_cfg(tmp_path / "b", "infonce", 2)
+        on_test.val_split = "test"
+        result = train_student(on_test, store, progress=False)
+    assert result["selected_on"] == "test" and result["val"] == result["test"]
+    assert "by test t2v R@1 (the test split: its numbers are optimistic" in (tmp_path / "b" / "metrics.md").read_text()

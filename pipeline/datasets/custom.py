@@ -1,0 +1,84 @@
+"""A custom data set: one CSV or JSONL file of (video, caption, split) rows.
+
+Columns (JSONL: keys): ``video`` (path of a video file or of a folder of JPEG/PNG frames,
+relative to the video folder), ``caption``, ``split`` (train, val or test); optional
+``video_id`` (default: the path without its extension), ``start`` and ``end`` (window in
+seconds) and ``fps`` (a frame folder's frame rate). A video with several captions has
+one row per caption; its other columns must agree between rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from pipeline.datasets.common import SPLITS, AnnotatedVideo, AnnotationError, Annotations, read_table
+
+if TYPE_CHECKING:
+    from pipeline.prepare import PrepareConfig
+
+DEFAULT_FILES = ("captions.csv", "captions.jsonl")
+REQUIRED = ("video", "caption", "split")
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    if path.suffix.lower() == ".jsonl":
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise AnnotationError(f"{path} line {n}: not valid JSON ({exc})") from exc
+        missing = sorted({k for r in rows for k in REQUIRED if k not in r})
+        if missing:
+            raise AnnotationError(f"{path}: some lines lack {missing}; each line needs {list(REQUIRED)}")
+        return rows
+    if path.suffix.lower() == ".csv":
+        return read_table(path, REQUIRED)
+    raise AnnotationError(f"{path}: a custom data set is a .csv or .jsonl file")
+
+
+def _number(row: dict, key: str, where: str) -> float | None:
+    value = row.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise AnnotationError(f"{where}: {key} = {value!r} is not a number") from exc
+
+
+def _video(row: dict, where: str) -> AnnotatedVideo:
+    path = str(row["video"]).strip()
+    posix = PurePosixPath(path.replace(os.sep, "/"))
+    if not path or posix.is_absolute() or ".." in posix.parts:
+        raise AnnotationError(f"{where}: video path {path!r} must be relative to the video folder and stay inside it")
+    split = str(row["split"]).strip()
+    if split not in SPLITS:
+        raise AnnotationError(f"{where}: split {split!r} is not one of {list(SPLITS)}")
+    vid = str(row.get("video_id") or "").strip() or str(posix.with_suffix("") if posix.suffix else posix)
+    return AnnotatedVideo(vid, split, _number(row, "start", where), _number(row, "end", where), names=(str(posix),), fps=_number(row, "fps", where))
+
+
+def read(root: Path, cfg: "PrepareConfig") -> Annotations:
+    """Rows of the custom file: one caption each, videos by path."""
+    candidates = [cfg.file] if cfg.file else list(DEFAULT_FILES)
+    path = next((root / c for c in candidates if (root / c).is_file()), None)
+    if path is None:
+        raise AnnotationError(f"no {' or '.join(candidates)} under {root}; set prepare.file (--file) to the CSV or JSONL file")
+    out = Annotations()
+    videos: dict[str, AnnotatedVideo] = {}
+    for i, row in enumerate(_rows(path)):
+        where = f"{path.name} row {i + 1}"
+        video = _video(row, where)
+        known = videos.get(video.video_id)
+        if known is None:
+            videos[video.video_id] = video
+            out.add_video(video)
+        elif known != video:
+            raise AnnotationError(f"{where}: video {video.video_id!r} was given with other path, split, window or fps in an earlier row")
+        out.add_caption(f"{video.video_id}#{i}", video.video_id, row["caption"])
+    return out
