@@ -26,11 +26,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 class WriterLock:
-    """Exclusive lock file naming its holder (host, pid); a lock left by a dead process on
-    this host is taken over, one held by a live process or another host is refused."""
+    """Exclusive lock file naming its holder (host, pid, job); a lock left by a dead process
+    on this host is taken over, one held by a live process or another host is refused. The
+    other ranks of the holder's torchrun job (same ``job`` id) write under its lock."""
 
-    def __init__(self, store_path: str | Path):
+    def __init__(self, store_path: str | Path, job: str = ""):
         self.path = Path(store_path) / LOCK_FILE
+        self.job = job
         self.held = False
 
     def holder(self) -> dict | None:
@@ -42,7 +44,7 @@ class WriterLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "job": self.job, "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -61,6 +63,17 @@ class WriterLock:
             self.held = True
             return
         raise StoreLocked(f"could not take the writer lock {self.path}")
+
+    def held_by_my_job(self) -> bool:
+        """True when the lock is held for this process's torchrun job (by its rank 0)."""
+        held = self.holder()
+        return bool(self.job) and held is not None and held.get("job") == self.job
+
+    def check_holder_alive(self) -> None:
+        """Raise StoreLocked when the holder was on this host and its process is gone."""
+        held = self.holder()
+        if held and held.get("host") == socket.gethostname() and not _pid_alive(int(held.get("pid", -1))):
+            raise StoreLocked(f"the writer of store {self.path.parent} (pid {held.get('pid')}) died; run the extraction again to resume")
 
     def release(self) -> None:
         if self.held:

@@ -106,11 +106,25 @@ def apply_geometry(frames: np.ndarray, spec: GeometrySpec) -> np.ndarray:
     return out
 
 
-def _check_file(path: str) -> None:
+def file_problem(path: str) -> str | None:
+    """Why no decoder can read this path (missing, empty), or None."""
     if not os.path.exists(path):
-        raise DecodeError("missing file")
-    if os.path.getsize(path) == 0:
-        raise DecodeError("empty file (0 bytes)")
+        return "missing file"
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def _check_file(path: str) -> None:
+    problem = file_problem(path)
+    if problem:
+        raise DecodeError(problem)
+
+
+def _short(message: str, limit: int = 200) -> str:
+    """The first line of a library's message, cut at a word boundary with an ellipsis."""
+    line = message.strip().splitlines()[0] if message.strip() else ""
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def decode_with_decord(request: DecodeRequest) -> DecodedVideo:
@@ -126,7 +140,7 @@ def decode_with_decord(request: DecodeRequest) -> DecodedVideo:
             raise DecodeError("no frames in the video (or in its window)")
         raw = reader.get_batch(list(indices)).asnumpy()
     except decord.DECORDError as exc:
-        raise DecodeError(f"decord: {str(exc).splitlines()[0][:200]}") from exc
+        raise DecodeError(f"decord: {_short(str(exc))}") from exc
     return DecodedVideo([apply_geometry(raw, g) for g in request.geometries], indices, frame_count, fps, "decord")
 
 
@@ -225,11 +239,14 @@ def decode_video(request: DecodeRequest, backend: str) -> DecodedVideo:
     except DecodeError as exc:
         return DecodedVideo(error=str(exc), backend=backend)
     except Exception as exc:  # noqa: BLE001 - any library error is a recorded failure, not a crash
-        return DecodedVideo(error=f"{backend}: {type(exc).__name__}: {str(exc)[:200]}", backend=backend)
+        return DecodedVideo(error=f"{backend}: {type(exc).__name__}: {_short(str(exc))}", backend=backend)
 
 
 def decode_with_fallback(request: DecodeRequest, backends: tuple[str, ...] = ("decord", "pyav")) -> DecodedVideo:
     """In-process decode: try each backend in turn, keep every error in the message."""
+    problem = file_problem(request.path)
+    if problem:  # no decoder can help: one reason, no fallback
+        return DecodedVideo(error=problem, backend="")
     errors = []
     backends = backends_for(request.path, backends)
     for backend in backends:
@@ -296,12 +313,17 @@ class DecodePool:
             return
         pending: deque = deque()
         for request in requests:
+            problem = file_problem(request.path)
+            if problem:
+                pending.append((request, (), DecodedVideo(error=problem)))
+                continue
             backends = backends_for(request.path, self.backends)
             pending.append((request, backends, self._schedule(request, backends[0])))
             if len(pending) >= self.lookahead:
-                req, backends, fut = pending.popleft()
-                yield self._resolve(req, fut, backends, [])
+                yield self._result(*pending.popleft())
         while pending:
-            req, backends, fut = pending.popleft()
-            yield self._resolve(req, fut, backends, [])
+            yield self._result(*pending.popleft())
+
+    def _result(self, request: DecodeRequest, backends: tuple[str, ...], future) -> DecodedVideo:
+        return future if isinstance(future, DecodedVideo) else self._resolve(request, future, backends, [])
 

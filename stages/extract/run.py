@@ -5,6 +5,11 @@ Three phases, each cut into shards that are written whole and marked done:
 over video shards, ``relevance/<teacher>`` over caption shards (teachers are heads over
 the cached features, so this phase reads the store, not the videos). A re-run with the
 same config skips finished shards.
+
+Under torchrun each rank owns the shards ``shard % world == rank``; rank 0 alone creates
+the store (under the writer lock, which the job's other ranks share), fits the teachers'
+heads, writes the denoising ranks and finalises once every rank's markers are there.
+No collective is used: ranks wait on the store's markers.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from tqdm import tqdm
 
 from cache.backends import detect_backend
 from cache.fingerprint import canonical_json, fingerprint
-from cache.lock import WriterLock
+from cache.lock import StoreLocked, WriterLock
 from cache.manifest import Manifest, read_manifest
 from cache.store import SCHEMA_VERSION, ArraySpec, Store
 from stages.device import autocast_dtype, resolve_device
+from stages.distributed import RankInfo, wait_for
 from stages.extract.config import ExtractConfig, TextEncoderConfig
 from stages.extract.decode import DecodePool, DecodeRequest
 from stages.data import CAPTION_ROW, VIDEO_ROW, store_splits
@@ -199,10 +205,11 @@ def open_extracted_store(cfg: ExtractConfig) -> Store:
 class Extractor:
     """Runs stage one for one config; encoders are built lazily, only if work remains."""
 
-    def __init__(self, cfg: ExtractConfig, progress: bool = True):
+    def __init__(self, cfg: ExtractConfig, progress: bool = True, rank: RankInfo | None = None):
         validate_config(cfg)
-        self.cfg, self.progress = cfg, progress
-        self.device = resolve_device(cfg.device)
+        self.rank = rank or RankInfo.from_env()
+        self.cfg, self.progress = cfg, progress and self.rank.is_main
+        self.device = resolve_device(self.rank.device_name(cfg.device))
         self.manifest = read_manifest(cfg.data)
         self.fingerprint, self.components = store_fingerprint(cfg, self.manifest)
         self._frame_encoders: dict[str, FrameEncoder] = {}
@@ -274,25 +281,73 @@ class Extractor:
         """Run (or resume) the whole extraction and finalise the store. The writer lock is
         taken before anything in the store directory is created, resumed or removed."""
         start = time.perf_counter()
-        with WriterLock(self.cfg.store), self.open_store(force) as store:
-            summary = ExtractionSummary(str(store.path), store.num_rows("videos"), store.num_rows("captions"), 0, 0.0)
-            for name, phase in (("text", self._text_phase), ("frames", self._frames_phase), ("teachers", self._teacher_phase)):
-                t0 = time.perf_counter()
-                done, skipped = phase(store)
-                summary.shards_done += done
-                summary.shards_skipped += skipped
-                summary.phase_seconds[name] = time.perf_counter() - t0
-            store.finalize()
-            summary.failed = store.failures().num_rows
+        lock = WriterLock(self.cfg.store, job=self.rank.job)
+        if self.rank.world > 1:
+            self._check_multi_rank(force)
+        if not self.rank.is_main:
+            with self._join_store(lock) as store:
+                summary = self._run_phases(store)
+                summary.failed = len(store.failures())
+        else:
+            with lock, self.open_store(force) as store:
+                summary = self._run_phases(store)
+                self._wait(lambda: not store.missing_work(), "every rank's shards", lock)
+                store.finalize()
+                summary.failed = store.failures().num_rows
         summary.seconds = time.perf_counter() - start
         if strict and summary.failed:
             raise ExtractionFailures(f"{summary.failed} videos failed (see `teachcache info {store.path}`); --strict makes that an error")
         return summary
 
-    def _todo(self, store: Store, unit: str) -> tuple[list[tuple[int, int, int]], int]:
-        shards = store.shards(store.units[unit])
+    def _check_multi_rank(self, force: bool) -> None:
+        if self.cfg.layout.backend != "zarr":
+            raise ValueError(f"extract.layout.backend = {self.cfg.layout.backend!r} has a single writer; torchrun needs zarr (one file per shard)")
+        if force:
+            raise ValueError("--force under torchrun: rebuild with one process (or delete the store), then run the job")
+
+    def _run_phases(self, store: Store) -> ExtractionSummary:
+        summary = ExtractionSummary(str(store.path), store.num_rows("videos"), store.num_rows("captions"), 0, 0.0)
+        for name, phase in (("text", self._text_phase), ("frames", self._frames_phase), ("teachers", self._teacher_phase)):
+            t0 = time.perf_counter()
+            done, skipped = phase(store)
+            summary.shards_done += done
+            summary.shards_skipped += skipped
+            summary.phase_seconds[name] = time.perf_counter() - t0
+        return summary
+
+    def _wait(self, ready, what: str, lock: WriterLock) -> None:
+        """Wait for work other ranks own (no-op in a one-process run, where it is done)."""
+        if self.rank.world > 1:
+            wait_for(ready, what, self.cfg.wait_timeout_s, check=lock.check_holder_alive)
+
+    def _join_store(self, lock: WriterLock) -> Store:
+        """A rank other than 0: wait for rank 0 to hold the lock and create the store, then open it."""
+
+        def created() -> bool:
+            if not lock.held_by_my_job() or detect_backend(Path(self.cfg.store)) is None:
+                return False
+            try:
+                with Store.open(self.cfg.store, require_complete=False) as probe:
+                    return bool(probe.attrs.get("arrays") is not None and probe.attrs.get("fingerprint"))
+            except Exception:  # noqa: BLE001 - half-created: keep waiting
+                return False
+
+        wait_for(created, f"rank 0 to create store {self.cfg.store}", self.cfg.wait_timeout_s)
+        store = Store.open(self.cfg.store, require_complete=False, mode="a")
+        if store.fingerprint != self.fingerprint:
+            store.close()
+            raise StoreLocked(f"store {self.cfg.store} has fingerprint {store.fingerprint}, this rank's config gives {self.fingerprint}; every rank must run the same config")
+        return store
+
+    def _todo(self, store: Store, unit: str, all_ranks: bool = False) -> tuple[list[tuple[int, int, int]], int]:
+        """This rank's unfinished shards of a unit (every rank's with ``all_ranks``), and how many of its shards were done."""
+        shards = [s for s in store.shards(store.units[unit]) if all_ranks or self.rank.owns(s[0])]
         todo = [s for s in shards if not store.is_done(unit, s[0])]
         return todo, len(shards) - len(todo)
+
+    def _wait_unit(self, store: Store, unit: str) -> None:
+        """Wait until every shard of a unit is done, whichever rank owns it."""
+        self._wait(lambda: not self._todo(store, unit, all_ranks=True)[0], f"unit {unit} of the other ranks", WriterLock(self.cfg.store, self.rank.job))
 
     def _text_phase(self, store: Store) -> tuple[int, int]:
         texts = store.captions().column("text").to_pylist()
@@ -391,23 +446,31 @@ class Extractor:
         dims = {a.name: a.tail for a in store.arrays}
         done = skipped = 0
         heads: dict[str, TeacherHead] = {}
+        if self.cfg.teachers:  # heads read every text and frame shard, whichever rank wrote it
+            for unit in [u for u in store.units if u.startswith("text/") or u == FRAMES_UNIT]:
+                self._wait_unit(store, unit)
         for t_cfg in self.cfg.teachers:
             head = build_teacher(t_cfg, dims).to(self.device)
-            if f"inputs/{t_cfg.name}" in store.units:
-                d, s = self._inputs(store, head)
-                done, skipped = done + d, skipped + s
-            head_unit = f"head/{t_cfg.name}"
+            inputs_unit, head_unit = f"inputs/{t_cfg.name}", f"head/{t_cfg.name}"
+            if inputs_unit in store.units:
+                if self.rank.is_main:
+                    d, s = self._inputs(store, head)
+                    done, skipped = done + d, skipped + s
+                self._wait_unit(store, inputs_unit)
             if store.is_done(head_unit, 0):
                 head, skipped = load_teacher(store, t_cfg.name).to(self.device), skipped + 1
-            else:
+            elif self.rank.is_main:
                 save_head(store, head, self._obtain_head(store, head))
                 store.mark_done(head_unit, 0)
                 done += 1
+            else:
+                self._wait(lambda: store.is_done(head_unit, 0), f"rank 0 to fit teacher {t_cfg.name!r}", WriterLock(self.cfg.store, self.rank.job))
+                head = load_teacher(store, t_cfg.name).to(self.device)
             heads[t_cfg.name] = head
             if head.has_relevance:
                 d, s = self._relevance(store, head)
                 done, skipped = done + d, skipped + s
-        if self.cfg.teachers:
+        if self.cfg.teachers and self.rank.is_main:
             d, s = self._denoise(store, [heads[n] for n in (self.cfg.denoise_teachers or list(heads))])
             done, skipped = done + d, skipped + s
         return done, skipped
@@ -415,7 +478,7 @@ class Extractor:
     def _inputs(self, store: Store, head: TeacherHead) -> tuple[int, int]:
         """Arrays stage one prepares for a head (written whole, then every shard marked)."""
         unit = f"inputs/{head.config.name}"
-        todo, skipped = self._todo(store, unit)
+        todo, skipped = self._todo(store, unit, all_ranks=True)
         if todo:
             head.write_inputs(store)
             for shard, _, _ in todo:
@@ -455,7 +518,7 @@ class Extractor:
 
     def _denoise(self, store: Store, heads: list[TeacherHead]) -> tuple[int, int]:
         """Rank and score of each training caption's own video under the teachers' mean logits."""
-        todo, skipped = self._todo(store, DENOISE_UNIT)
+        todo, skipped = self._todo(store, DENOISE_UNIT, all_ranks=True)
         if not todo:
             return 0, skipped
         n = store.num_rows("captions")
