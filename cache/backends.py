@@ -2,24 +2,26 @@
 
 Arrays are addressed by names like ``frames/clip``; the first axis is rows (videos or
 captions). Metadata (the store's attributes) is a JSON-able dict on the container's root.
-Zarr allows one writer per shard across processes; HDF5 allows one writing process.
+Zarr allows one writer per shard across processes (and lives on local disks or behind
+fsspec URLs); HDF5 allows one writing process, on a local disk.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cache.location import Location
 
 BACKENDS = ("zarr", "hdf5")
 CONTAINER = {"zarr": "arrays.zarr", "hdf5": "arrays.h5"}
 
 
-def detect_backend(store_path: Path) -> str | None:
-    """Which backend a store directory holds, or None."""
+def detect_backend(store_path) -> str | None:
+    """Which backend a store directory (local or a URL) holds, or None."""
+    store_path = Location(store_path)
     for backend, name in CONTAINER.items():
         if (store_path / name).exists():
             return backend
@@ -29,11 +31,16 @@ def detect_backend(store_path: Path) -> str | None:
 class ZarrBackend:
     """Zarr v3 group; arrays sharded by ``shard_rows`` rows with ``chunk_rows``-row inner chunks."""
 
-    def __init__(self, path: Path, mode: str, codec: str = "zstd", clevel: int = 3):
+    def __init__(self, path: Location, mode: str, codec: str = "zstd", clevel: int = 3):
         import zarr
 
         self.path, self.codec, self.clevel = path, codec, clevel
-        self.group = zarr.open_group(str(path), mode=mode)
+        if path.is_local:
+            self.group = zarr.open_group(path.root, mode=mode)
+        else:
+            from zarr.storage import FsspecStore
+
+            self.group = zarr.open_group(FsspecStore.from_url(path.url, read_only=mode == "r"), mode=mode)
 
     def create(self, name: str, shape: tuple[int, ...], dtype: str, chunk_rows: int, shard_rows: int) -> None:
         from zarr.codecs import BloscCodec
@@ -80,8 +87,7 @@ class ZarrBackend:
         return str(self._array(name).dtype)
 
     def stored_bytes(self, name: str) -> int:
-        folder = self.path / name
-        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        return sum(size for _, size in (self.path / name).files())
 
     def get_attrs(self) -> dict[str, Any]:
         return dict(self.group.attrs)
@@ -98,11 +104,13 @@ class HDF5Backend:
 
     ATTRS_KEY = "teachcache"
 
-    def __init__(self, path: Path, mode: str, codec: str = "zstd", clevel: int = 3):
+    def __init__(self, path: Location, mode: str, codec: str = "zstd", clevel: int = 3):
         import h5py
 
+        if not path.is_local:
+            raise ValueError(f"an HDF5 store needs a local disk, {path.url} is not one; use the zarr backend for fsspec URLs")
         self.path = path
-        self.file = h5py.File(str(path), {"w": "w", "a": "a", "r": "r", "r+": "r+"}[mode])
+        self.file = h5py.File(path.root, {"w": "w", "a": "a", "r": "r", "r+": "r+"}[mode])
 
     def create(self, name: str, shape: tuple[int, ...], dtype: str, chunk_rows: int, shard_rows: int) -> None:
         if name in self.file:
@@ -163,10 +171,11 @@ class HDF5Backend:
             self.file.close()
 
 
-def open_backend(store_path: Path, backend: str, mode: str, codec: str = "zstd", clevel: int = 3):
+def open_backend(store_path, backend: str, mode: str, codec: str = "zstd", clevel: int = 3):
     """Open (``r``, ``a``) or create (``w``) the container of a store directory."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown store backend {backend!r}; choose one of {BACKENDS}")
-    os.makedirs(store_path, exist_ok=True)
+    store_path = Location(store_path)
+    store_path.mkdir()
     cls = ZarrBackend if backend == "zarr" else HDF5Backend
     return cls(store_path / CONTAINER[backend], mode, codec, clevel)

@@ -8,6 +8,8 @@ import socket
 import time
 from pathlib import Path
 
+from cache.location import Location
+
 LOCK_FILE = ".writer.lock"
 
 
@@ -30,8 +32,9 @@ class WriterLock:
     on this host is taken over, one held by a live process or another host is refused. The
     other ranks of the holder's torchrun job (same ``job`` id) write under its lock."""
 
-    def __init__(self, store_path: str | Path, job: str = ""):
-        self.path = Path(store_path) / LOCK_FILE
+    def __init__(self, store_path: "str | Path | Location", job: str = ""):
+        self.path = Location(store_path) / LOCK_FILE
+        self.store = Location(store_path)
         self.job = job
         self.held = False
 
@@ -39,27 +42,23 @@ class WriterLock:
         """The current holder's record, or None when unlocked."""
         try:
             return json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.store.mkdir()
         record = {"host": socket.gethostname(), "pid": os.getpid(), "job": self.job, "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            if not self.path.create_exclusive(json.dumps(record).encode()):
                 held = self.holder()
                 if held is None or (held.get("host") == record["host"] and not _pid_alive(int(held.get("pid", -1)))):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    self.path.unlink()  # stale: its process is gone
                     continue
                 raise StoreLocked(
-                    f"store {self.path.parent} is being written by pid {held.get('pid')} on host "
+                    f"store {self.store} is being written by pid {held.get('pid')} on host "
                     f"{held.get('host')} since {held.get('since')}; wait for it to finish, or delete "
                     f"{self.path} if that process no longer exists"
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f)
             self.held = True
             return
         raise StoreLocked(f"could not take the writer lock {self.path}")
@@ -73,11 +72,11 @@ class WriterLock:
         """Raise StoreLocked when the holder was on this host and its process is gone."""
         held = self.holder()
         if held and held.get("host") == socket.gethostname() and not _pid_alive(int(held.get("pid", -1))):
-            raise StoreLocked(f"the writer of store {self.path.parent} (pid {held.get('pid')}) died; run the extraction again to resume")
+            raise StoreLocked(f"the writer of store {self.store} (pid {held.get('pid')}) died; run the extraction again to resume")
 
     def release(self) -> None:
         if self.held:
-            self.path.unlink(missing_ok=True)
+            self.path.unlink()
             self.held = False
 
     def __enter__(self) -> "WriterLock":

@@ -7,13 +7,15 @@ recorded failures (``failures.parquet``) and ``_done/`` markers. Work is cut int
 writer writes a whole shard in one call, then atomically renames a marker holding the
 fingerprint. ``complete`` is set last, after every marker is present. Readers refuse an
 incomplete store and a store whose fingerprint differs from theirs.
+
+The directory may be local or an fsspec URL (``s3://bucket/cache/msrvtt``), for caches that
+several machines share (Zarr backend; HDF5 needs a local file).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,10 +23,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from cache.backends import CONTAINER, detect_backend, open_backend
 from cache.fingerprint import diff_components
+from cache.location import Location
 from cache.lock import LOCK_FILE
 from cache.manifest import CAPTIONS_FILE, FAILURE_SCHEMA, FAILURES_FILE, VIDEOS_FILE
 
@@ -58,32 +60,17 @@ class ArraySpec:
     unit: str
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_parquet(path: Path, table: pa.Table) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
 class Store:
     """An opened store. Build with ``Store.prepare`` (writers) or ``Store.open`` (readers)."""
 
-    def __init__(self, path: Path, backend_name: str, backend, attrs: dict[str, Any]):
+    def __init__(self, path: Location, backend_name: str, backend, attrs: dict[str, Any]):
         self.path, self.backend_name, self._backend, self.attrs = path, backend_name, backend, attrs
 
     # ----- creation and opening -------------------------------------------------------
     @classmethod
     def prepare(
         cls,
-        path: str | Path,
+        path: str | Path | Location,
         *,
         backend: str,
         fingerprint: str,
@@ -102,9 +89,9 @@ class Store:
         """Create a store, or reopen one built with the same fingerprint so finished shards
         are skipped. A store built with another config is refused unless ``force``, which
         rebuilds it from scratch."""
-        path = Path(path)
+        path = Location(path)
         existing = detect_backend(path)
-        if existing is None and path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()):
+        if existing is None and any(name != LOCK_FILE for name in path.names()):
             raise StoreError(f"{path} exists, is not empty and is not a teachcache store; choose another store path")
         if existing is not None and not force:
             store = cls.open(path, require_complete=False, mode="a")
@@ -138,9 +125,9 @@ class Store:
         counts = {"videos": len(videos), "captions": len(captions)}
         for spec in arrays:
             handle.create(spec.name, (counts[spec.rows], *spec.tail), spec.dtype, chunk_rows, shard_size)
-        _atomic_write_parquet(path / VIDEOS_FILE, videos)
-        _atomic_write_parquet(path / CAPTIONS_FILE, captions)
-        (path / DONE_DIR).mkdir(exist_ok=True)
+        (path / VIDEOS_FILE).write_parquet(videos)
+        (path / CAPTIONS_FILE).write_parquet(captions)
+        (path / DONE_DIR).mkdir()
         attrs = {
             "schema_version": SCHEMA_VERSION,
             "fingerprint": fingerprint,
@@ -159,7 +146,7 @@ class Store:
     @classmethod
     def open(
         cls,
-        path: str | Path,
+        path: str | Path | Location,
         *,
         expected_fingerprint: str | None = None,
         expected_components: dict[str, Any] | None = None,
@@ -167,7 +154,7 @@ class Store:
         mode: str = "r",
     ) -> "Store":
         """Open a store for reading; refuse it when incomplete or built with another config."""
-        path = Path(path)
+        path = Location(path)
         backend = detect_backend(path)
         if backend is None:
             raise StoreError(
@@ -199,19 +186,17 @@ class Store:
         return store
 
     @staticmethod
-    def remove(path: str | Path) -> None:
+    def remove(path: str | Path | Location) -> None:
         """Delete what a store owns inside its directory (nothing else)."""
-        path = Path(path)
-        for name in CONTAINER.values():
-            target = path / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-        shutil.rmtree(path / DONE_DIR, ignore_errors=True)
-        shutil.rmtree(path / FILES_DIR, ignore_errors=True)
-        for name in (VIDEOS_FILE, CAPTIONS_FILE, FAILURES_FILE):
-            (path / name).unlink(missing_ok=True)
+        path = Location(path)
+        for name in (*CONTAINER.values(), DONE_DIR, FILES_DIR, VIDEOS_FILE, CAPTIONS_FILE, FAILURES_FILE):
+            (path / name).rmtree()
+
+    def scratch(self, name: str) -> Path:
+        """A local folder for things kept with this store (the report card's baseline run):
+        inside it when it is local, else under the system's temporary folder by fingerprint."""
+        local = self.path.local_path
+        return local / name if local is not None else Path(tempfile.gettempdir()) / "teachcache" / self.fingerprint / name
 
     def close(self) -> None:
         self._backend.close()
@@ -243,21 +228,21 @@ class Store:
     def num_rows(self, rows: str) -> int:
         spec = next((a for a in self.arrays if a.rows == rows), None)
         if spec is None:
-            return pq.read_metadata(self.path / (VIDEOS_FILE if rows == "videos" else CAPTIONS_FILE)).num_rows
+            return (self.path / (VIDEOS_FILE if rows == "videos" else CAPTIONS_FILE)).parquet_rows()
         return self._backend.shape(spec.name)[0]
 
     def videos(self) -> pa.Table:
         """The videos manifest in array row order."""
-        return pq.read_table(self.path / VIDEOS_FILE)
+        return (self.path / VIDEOS_FILE).read_parquet()
 
     def captions(self) -> pa.Table:
         """The captions manifest in array row order (with ``video_index``)."""
-        return pq.read_table(self.path / CAPTIONS_FILE)
+        return (self.path / CAPTIONS_FILE).read_parquet()
 
     def failures(self) -> pa.Table:
         """Recorded failures (video_id, stage, reason); from the markers until finalised."""
         if (self.path / FAILURES_FILE).exists():
-            return pq.read_table(self.path / FAILURES_FILE)
+            return (self.path / FAILURES_FILE).read_parquet()
         return pa.Table.from_pylist(self._marker_failures(), schema=FAILURE_SCHEMA)
 
     # ----- shards and markers -----------------------------------------------------------
@@ -266,21 +251,21 @@ class Store:
         n, size = self.num_rows(rows), int(self.attrs["shard_size"])
         return [(i, start, min(start + size, n)) for i, start in enumerate(range(0, n, size))]
 
-    def _marker_path(self, unit: str, shard: int) -> Path:
+    def _marker_path(self, unit: str, shard: int) -> Location:
         return self.path / DONE_DIR / f"{unit.replace('/', '__')}.{shard:05d}.json"
 
     def is_done(self, unit: str, shard: int) -> bool:
         """True when the shard's marker exists and carries this store's fingerprint."""
         try:
             marker = json.loads(self._marker_path(unit, shard).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return False
         return marker.get("fingerprint") == self.fingerprint
 
     def mark_done(self, unit: str, shard: int, failures: list[dict] | None = None) -> None:
         """Record a finished shard (after all its arrays were written), atomically."""
         marker = {"fingerprint": self.fingerprint, "unit": unit, "shard": shard, "failures": failures or []}
-        _atomic_write_bytes(self._marker_path(unit, shard), json.dumps(marker).encode())
+        self._marker_path(unit, shard).write_bytes(json.dumps(marker).encode())
 
     def missing_work(self) -> list[str]:
         """``unit:shard`` names whose markers are absent."""
@@ -293,8 +278,10 @@ class Store:
 
     def _marker_failures(self) -> list[dict]:
         rows: list[dict] = []
-        for marker in sorted((self.path / DONE_DIR).glob("*.json")):
-            rows.extend(json.loads(marker.read_text()).get("failures", []))
+        done = self.path / DONE_DIR
+        for name in done.names():
+            if name.endswith(".json"):
+                rows.extend(json.loads((done / name).read_text()).get("failures", []))
         return rows
 
     def finalize(self) -> None:
@@ -302,12 +289,12 @@ class Store:
         missing = self.missing_work()
         if missing:
             raise StoreIncomplete(f"cannot finalise store {self.path}: {len(missing)} unit shards missing, e.g. {missing[:3]}")
-        _atomic_write_parquet(self.path / FAILURES_FILE, pa.Table.from_pylist(self._marker_failures(), schema=FAILURE_SCHEMA))
+        (self.path / FAILURES_FILE).write_parquet(pa.Table.from_pylist(self._marker_failures(), schema=FAILURE_SCHEMA))
         self._backend.set_attrs({"complete": True, "finalized": time.strftime("%Y-%m-%d %H:%M:%S")})
         self.attrs = self._backend.get_attrs()
 
     # ----- files ---------------------------------------------------------------------------
-    def _file_path(self, name: str) -> Path:
+    def _file_path(self, name: str) -> Location:
         parts = Path(name).parts
         if not parts or Path(name).is_absolute() or ".." in parts:
             raise ValueError(f"store file name {name!r} must be a relative path inside the store")
@@ -315,9 +302,7 @@ class Store:
 
     def put_file(self, name: str, data: bytes) -> None:
         """Keep a named blob with the store, written atomically (a kill leaves the old one or none)."""
-        target = self._file_path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_bytes(target, data)
+        self._file_path(name).write_bytes(data)
 
     def has_file(self, name: str) -> bool:
         return self._file_path(name).is_file()
@@ -371,7 +356,7 @@ class Store:
             "stored_bytes": total,
             "bytes_per_video": total / n_videos,
             "video_array_bytes_per_video": video_bytes / n_videos,
-            "files": {str(f.relative_to(self.path / FILES_DIR)): f.stat().st_size for f in sorted((self.path / FILES_DIR).rglob("*")) if f.is_file()},
+            "files": dict((self.path / FILES_DIR).files()),
             "failures": failures.to_pylist(),
             "missing_work": [] if self.complete else self.missing_work(),
         }

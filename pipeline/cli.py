@@ -142,7 +142,7 @@ def info(store: str, as_json: bool) -> None:
     """Describe a store: arrays, sizes, fingerprint, completeness, failures."""
     from cache.store import Store
 
-    with Store.open(Path(store), require_complete=False) as opened:
+    with Store.open(store, require_complete=False) as opened:
         data = opened.info()
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -172,20 +172,25 @@ def info(store: str, as_json: bool) -> None:
 def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: bool) -> None:
     """Stage two: train the student from the store only (no video, no encoder)."""
     from pipeline.report import card_markdown, ensure_baseline, restrict_card, teacher_card, write_card
+    from stages.distributed import RankInfo
     from stages.extract.run import open_extracted_store
     from stages.student.train import train_student
 
     cfg = load_config(config_path, list(overrides))
+    main_rank = RankInfo.from_env().is_main  # under torchrun every rank trains; rank 0 reports
     with open_extracted_store(cfg.extract) as store:
         run_dir = Path(cfg.train.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(dump_config(cfg))
+        if main_rank:
+            (run_dir / "config.toml").write_text(dump_config(cfg))
         card = None
         if cfg.train.objective.kind != "infonce":  # warn before any distillation
-            card = restrict_card(teacher_card(store, ensure_baseline(cfg.train, store, progress=not quiet)), cfg.train.objective.teachers)
-            for warning in card["warnings"]:
+            card = restrict_card(teacher_card(store, ensure_baseline(cfg.train, store, progress=not quiet and main_rank)), cfg.train.objective.teachers)
+            for warning in card["warnings"] if main_rank else []:
                 click.echo(f"warning: {warning['message']}", err=True)
         result = train_student(cfg.train, store, progress=not quiet, resume=resume)
+    if not main_rank:
+        return
     if card is not None:
         write_card(card, run_dir)
         with open(run_dir / "metrics.md", "a") as f:
@@ -212,10 +217,10 @@ def teachers(store: str | None, config_path: str, overrides: tuple[str, ...], no
     from pipeline.report import card_markdown, ensure_baseline, teacher_card, write_card
 
     cfg = load_config(config_path, list(overrides))
-    with Store.open(Path(store or cfg.extract.store)) as opened:
+    with Store.open(store or cfg.extract.store) as opened:
         baseline = None if no_baseline else ensure_baseline(cfg.train, opened, progress=not quiet and not as_json)
         card = teacher_card(opened, baseline)
-        path = write_card(card, opened.path / "report")
+        path = write_card(card, opened.scratch("report"))
     if as_json:
         click.echo(json.dumps(card, indent=2))
         return

@@ -27,7 +27,7 @@ def baseline_config(train: TrainConfig, store: Store) -> TrainConfig:
     cfg = copy.deepcopy(train)
     cfg.objective.kind, cfg.denoise.top_k, cfg.run_dir = "infonce", 0, ""
     key = fingerprint({"store": store.fingerprint, "train": asdict(cfg)})[:12]
-    cfg.run_dir = str(store.path / BASELINE_DIR / f"baseline-{key}")
+    cfg.run_dir = str(store.scratch(BASELINE_DIR) / f"baseline-{key}")
     return cfg
 
 

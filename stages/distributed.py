@@ -63,3 +63,31 @@ def wait_for(ready: Callable[[], bool], what: str, timeout_s: float, check: Call
         if time.monotonic() > deadline:
             raise RankTimeout(f"waited {timeout_s:g} s for {what}; is rank 0 still running? (extract.wait_timeout_s sets the limit)")
         time.sleep(poll_s)
+
+
+def start_process_group(rank: RankInfo, device) -> bool:
+    """Join torchrun's process group (NCCL on CUDA, gloo on the CPU). Returns True when this
+    call created it (the caller then destroys it); a one-process run joins nothing."""
+    import torch.distributed as dist
+
+    if rank.world == 1 or dist.is_initialized():
+        return False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def rank_sizes(rows: int, world: int) -> list[int]:
+    """How many of a global batch's rows each rank takes (contiguous, in rank order)."""
+    return [rows // world + (r < rows % world) for r in range(world)]
+
+
+def gather_rows(x, sizes: list[int]):
+    """Every rank's rows of ``x`` (rank r holds ``sizes[r]``), concatenated in rank order,
+    with gradient: the backward sums each rank's gradient for this rank's rows."""
+    import torch
+    from torch.distributed.nn.functional import all_gather
+
+    pad = max(sizes) - x.shape[0]
+    if pad:
+        x = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))])
+    return torch.cat([part[:n] for part, n in zip(all_gather(x), sizes)])

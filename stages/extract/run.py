@@ -258,7 +258,7 @@ class Extractor:
         """Resume the store of this fingerprint, or create it (refusing another config's).
         Encoders are built here only when the store must be created."""
         layout = self.cfg.layout
-        resuming = not force and detect_backend(Path(self.cfg.store)) is not None
+        resuming = not force and detect_backend(self.cfg.store) is not None
         return Store.prepare(
             self.cfg.store,
             backend=layout.backend,
@@ -324,7 +324,7 @@ class Extractor:
         """A rank other than 0: wait for rank 0 to hold the lock and create the store, then open it."""
 
         def created() -> bool:
-            if not lock.held_by_my_job() or detect_backend(Path(self.cfg.store)) is None:
+            if not lock.held_by_my_job() or detect_backend(self.cfg.store) is None:
                 return False
             try:
                 with Store.open(self.cfg.store, require_complete=False) as probe:

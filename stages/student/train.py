@@ -22,6 +22,7 @@ from tqdm import tqdm
 from cache.store import Store
 from stages.data import RamLoader, ShardLoader, SplitArrays, keep_captions, load_split, split_rows, store_splits
 from stages.device import resolve_device
+from stages.distributed import RankInfo, gather_rows, rank_sizes, start_process_group
 from stages.losses import coarse_teaching, fine_teaching, infonce, max_margin_ranking, mckd, teachtext_distillation
 from stages.metrics import retrieval_metrics
 from stages.options import opt
@@ -239,12 +240,50 @@ def denoised_rows(store: Store, top_k: int):
     return kept, summary
 
 
+class BatchEmbedder(torch.nn.Module):
+    """One rank's share of a step: its captions' and videos' embeddings (what DDP wraps)."""
+
+    def __init__(self, student: Student):
+        super().__init__()
+        self.student = student
+
+    def forward(self, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor):
+        video, frame_logits = self.student.encode_video(frames, mask)
+        return self.student.encode_text(text), video, frame_logits, self.student.scale()
+
+
+def global_logits(student: Student, embedder, rank: RankInfo, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor):
+    """S [B, B] and AFA frame logits of the whole (global) batch. Under torchrun each rank
+    embeds its contiguous share and the embeddings are all-gathered with gradient, so every
+    loss sees the global batch (METHOD section 4) and DDP's averaged gradients equal a
+    one-process step's."""
+    if rank.world == 1:
+        return student(text, frames, mask)
+    sizes = rank_sizes(len(text), rank.world)
+    part = slice(sum(sizes[: rank.rank]), sum(sizes[: rank.rank + 1]))
+    t, v, frame_logits, scale = embedder(text[part], frames[part], mask[part])
+    t, v = gather_rows(t, sizes), gather_rows(v, sizes)
+    return scale * t @ v.T, None if frame_logits is None else gather_rows(frame_logits, sizes)
+
+
 def train_student(cfg: TrainConfig, store: Store, progress: bool = True, resume: bool = False) -> dict:
     """Train, select the best epoch on validation t2v R@1, evaluate it on test; return the metrics.
     Teachers are rebuilt from the store. ``resume`` continues from the last finished epoch of
-    ``cfg.run_dir`` (same result as an uninterrupted run)."""
+    ``cfg.run_dir`` (same result as an uninterrupted run). Under torchrun: DDP over the ranks,
+    ``batch_size`` is the global batch; rank 0 writes the files."""
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    rank = RankInfo.from_env()
+    device = resolve_device(rank.device_name(cfg.device))
+    own_group = start_process_group(rank, device)
+    progress = progress and rank.is_main
+    try:
+        return _train(cfg, store, progress, resume, rank, device)
+    finally:
+        if own_group:
+            torch.distributed.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, store: Store, progress: bool, resume: bool, rank: RankInfo, device: torch.device) -> dict:
     run_dir = Path(cfg.run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     obj = cfg.objective
@@ -268,6 +307,9 @@ def train_student(cfg: TrainConfig, store: Store, progress: bool = True, resume:
     val, test = (load_split(store, split, list(student_arrays)) for split in (selection_split(store, cfg, progress), "test"))
     dims = {a.name: a.tail for a in store.arrays}
     student = Student(cfg.student, dims[student_arrays[0]][-1], dims[student_arrays[1]][-1]).to(device)
+    embedder = BatchEmbedder(student)
+    if rank.world > 1:
+        embedder = torch.nn.parallel.DistributedDataParallel(embedder, device_ids=[device.index] if device.type == "cuda" else None)
     generator = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = len(loader)
     optimizer = torch.optim.AdamW(param_groups(student, cfg), betas=(0.9, 0.98), eps=1e-6)
@@ -293,7 +335,7 @@ def train_student(cfg: TrainConfig, store: Store, progress: bool = True, resume:
         for step, batch in enumerate(tqdm(loader.epoch(generator), total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)):
             arrays = {k: v.to(device) for k, v in batch.arrays.items()}
             mask = arrays[student_arrays[2]]
-            S, frame_logits = student(arrays[student_arrays[0]], arrays[student_arrays[1]], mask)
+            S, frame_logits = global_logits(student, embedder, rank, arrays[student_arrays[0]], arrays[student_arrays[1]], mask)
             parts = objective_loss(obj, student, S, frame_logits, mask, bank, arrays)
             _check_finite(parts, epoch, step, batch.captions, train)
             optimizer.zero_grad(set_to_none=True)
@@ -316,18 +358,22 @@ def train_student(cfg: TrainConfig, store: Store, progress: bool = True, resume:
             "val": val_metrics,
         }
         history.append(record)
-        save_file(student.state_dict(), run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.safetensors")
-        (run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.json").write_text(json.dumps(record, indent=2))
         if val_metrics["t2v"]["R1"] > best["val_t2v_R1"]:
             best = {"epoch": epoch + 1, "val_t2v_R1": val_metrics["t2v"]["R1"]}
-            save_file(student.state_dict(), run_dir / "best.safetensors")
-        _save_state(state_path, {
-            "epoch": epoch + 1, "student": student.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "history": history,
-            "best": best, "config": asdict(cfg),
-        })
+            if rank.is_main:
+                save_file(student.state_dict(), run_dir / "best.safetensors")
+        if rank.is_main:  # every rank holds the same weights; one writes them
+            save_file(student.state_dict(), run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.safetensors")
+            (run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.json").write_text(json.dumps(record, indent=2))
+            _save_state(state_path, {
+                "epoch": epoch + 1, "student": student.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "history": history,
+                "best": best, "config": asdict(cfg),
+            })
         if progress:
             print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']['total']:.4f}, val t2v R1 {val_metrics['t2v']['R1']:.1f} ({record['seconds']:.1f} s)")
+    if rank.world > 1:
+        torch.distributed.barrier()  # rank 0 has written best.safetensors
     student.load_state_dict(load_file(run_dir / "best.safetensors"))
     result = {
         "best_epoch": best["epoch"],
@@ -343,8 +389,9 @@ def train_student(cfg: TrainConfig, store: Store, progress: bool = True, resume:
         "store_fingerprint": store.fingerprint,
         "config": asdict(cfg),
     }
-    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-    (run_dir / "metrics.md").write_text(metrics_table(result))
+    if rank.is_main:
+        (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        (run_dir / "metrics.md").write_text(metrics_table(result))
     return result
 
 

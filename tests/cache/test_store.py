@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -123,7 +125,7 @@ def test_writer_lock_refuses_a_live_holder_and_recovers_a_dead_one(tmp_path):
         with pytest.raises(StoreLocked, match="pid"):
             WriterLock(tmp_path).acquire()
     lock = WriterLock(tmp_path)
-    lock.path.write_text('{"host": "%s", "pid": 999999999, "since": "x"}' % __import__("socket").gethostname())
+    Path(lock.path).write_text('{"host": "%s", "pid": 999999999, "since": "x"}' % __import__("socket").gethostname())
     lock.acquire()
     assert lock.holder()["pid"] == __import__("os").getpid()
     lock.release()
