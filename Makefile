@@ -11,7 +11,9 @@ STORE ?= runs/demo/store
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup data extract-teachers teachers train-student ablate demo test bench clean
+RUN ?= runs/demo/student
+
+.PHONY: setup data extract-teachers teachers train-student report ablate demo browser test bench clean
 
 setup: $(STAMP)
 
@@ -37,15 +39,24 @@ teachers: setup
 train-student: setup
 	$(BIN)/teachcache train --config $(CONFIG) --set extract.data=$(DATA) --set extract.store=$(STORE)
 
+report: setup
+	$(BIN)/teachcache report $(RUN)
+
 ablate: setup
 	$(BIN)/teachcache ablate --config $(CONFIG) --set extract.data=$(DATA) --set extract.store=$(STORE)
 
-# stage one (with the teachers' fitting), the teacher report card, then stage two
+# stage one (with the teachers' fitting), the teacher report card, stage two, the HTML report
 demo: extract-teachers
 	$(MAKE) --no-print-directory teachers
 	$(MAKE) --no-print-directory train-student
+	$(MAKE) --no-print-directory report
 
-test: setup
+# headless Chromium for the tests that open the HTML pages (Debian's package, installed when missing)
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "warning: could not install chromium; the browser tests will fail in CI and be skipped elsewhere"
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 bench: setup

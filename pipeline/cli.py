@@ -229,6 +229,44 @@ def teachers(store: str | None, config_path: str, overrides: tuple[str, ...], no
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="where the page goes (default: RUN_DIR/report.html)")
+@user_errors
+def report(run_dir: str, out: str | None) -> None:
+    """Write a self-contained HTML report of a training run: metrics, curves, teachers, ablation, store."""
+    from pipeline.report_html import write_report
+
+    click.echo(f"report: {write_report(run_dir, out)}")
+
+
+@main.command()
+@click.argument("queries", nargs=-1, required=True)
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="folder of a finished `teachcache train` run")
+@click.option("-k", "top_k", default=5, show_default=True, type=click.IntRange(1), help="videos shown per query")
+@click.option("--split", default=None, help="search one split only (train, val, test)")
+@click.option("--html", "html_path", default=None, type=click.Path(dir_okay=False), help="also write a page with the hits' keyframes")
+@user_errors
+def search(queries: tuple[str, ...], run_dir: str, top_k: int, split: str | None, html_path: str | None) -> None:
+    """Find videos for text queries with a trained student (one vector per video, one dot product per video)."""
+    from pipeline.search import SearchIndex, search_page
+
+    index = SearchIndex(run_dir)
+    try:
+        results = []
+        for query in queries:
+            hits, seconds = index.search(query, top_k, split)
+            results.append((query, hits))
+            click.echo(f"“{query}”: top {len(hits)} of {len(index.video_ids)} videos in {1000 * seconds:.1f} ms")
+            for hit in hits:
+                click.echo(f"  {hit.rank:>2}. {hit.score:7.3f}  {hit.video_id}  [{hit.split}]  {hit.caption}")
+        if html_path:
+            Path(html_path).write_text(search_page(index, results))
+            click.echo(f"search: page -> {html_path}")
+    finally:
+        index.close()
+
+
+@main.command()
 @config_options
 @click.option("--quiet", is_flag=True, help="no per-run lines")
 @click.option("--only", multiple=True, metavar="NAME", help="train only these variants (repeatable)")

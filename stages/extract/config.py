@@ -84,5 +84,6 @@ class ExtractConfig:
     frame_encoders: list[FrameEncoderConfig] = opt([FrameEncoderConfig()], "frame encoders, each stored as frames/<name>")
     text_encoders: list[TextEncoderConfig] = opt([TextEncoderConfig()], "text encoders, each stored as text/<name>")
     teachers: list[TeacherConfig] = opt([TeacherConfig()], "teachers, each stored as relevance/<name> plus its head")
+    keyframe_size: int = opt(96, "side in pixels of the one small keyframe kept per video (keyframes, for search pages); 0 = none")
     wait_timeout_s: float = opt(86400.0, "torchrun: how long a rank waits for another's work (store creation, teacher fitting) before giving up")
     denoise_teachers: list[str] = opt([], "teachers whose mean logits rank each training caption's own video (denoise/*); [] = all")

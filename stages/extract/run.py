@@ -32,7 +32,7 @@ from cache.store import SCHEMA_VERSION, ArraySpec, Store
 from stages.device import autocast_dtype, resolve_device
 from stages.distributed import RankInfo, wait_for
 from stages.extract.config import ExtractConfig, TextEncoderConfig
-from stages.extract.decode import DecodePool, DecodeRequest
+from stages.extract.decode import DecodePool, DecodeRequest, GeometrySpec, apply_geometry
 from stages.data import CAPTION_ROW, VIDEO_ROW, store_splits
 from stages.extract.encoders import (
     MAX_WORDS_KINDS,
@@ -54,6 +54,7 @@ from stages.teachers.registry import build_teacher, load_checkpoint, load_teache
 PACKAGES = ("torch", "open_clip_torch", "decord", "av", "pillow", "numpy")  # plus each text kind's own
 FRAMES_UNIT = "frames"
 VIDEO_BATCH = 32  # videos whose frames are encoded together
+KEYFRAMES = "keyframes"  # per video: one small uint8 RGB frame (its most contrasted sampled one), for search pages
 DENOISE_UNIT = "denoise"
 DENOISE_RANK = "denoise/rank"  # per caption: 0-based rank of its own video among the training videos (-1 outside train)
 DENOISE_SCORE = "denoise/score"  # per caption: the teacher ensemble's score of its own video (NaN outside train)
@@ -94,7 +95,7 @@ class ExtractionFailures(RuntimeError):
     """Raised in strict mode when any video failed."""
 
 
-def _text_spec(t: TextEncoderConfig) -> ModelSpec:
+def text_spec(t: TextEncoderConfig) -> ModelSpec:
     return ModelSpec(t.model, t.pretrained, t.seed, t.tokenizer, t.output, t.max_words)
 
 
@@ -156,6 +157,7 @@ def extraction_components(cfg: ExtractConfig, manifest: Manifest) -> dict:
         "manifest": manifest_digest(manifest),
         "sampling": asdict(cfg.sampling),
         "precision": cfg.precision,
+        "keyframe_size": cfg.keyframe_size,
         "frame_encoders": [
             {"name": f.name, "model": f.model, **open_clip_identity(ModelSpec(f.model, f.pretrained, f.seed))}
             for f in cfg.frame_encoders
@@ -165,7 +167,7 @@ def extraction_components(cfg: ExtractConfig, manifest: Manifest) -> dict:
                 "name": t.name,
                 "kind": t.kind,
                 "model": t.model,
-                "weights": text_weights_identity(t.kind, _text_spec(t)),
+                "weights": text_weights_identity(t.kind, text_spec(t)),
                 "tokenizer": t.tokenizer,
                 "output": t.output,
                 "tokens": t.tokens,
@@ -225,7 +227,7 @@ class Extractor:
     def text_encoder(self, name: str):
         if name not in self._text_encoders:
             t = next(t for t in self.cfg.text_encoders if t.name == name)
-            self._text_encoders[name] = build_text_encoder(t.kind, _text_spec(t), self.device, self.cfg.precision, t.batch_size)
+            self._text_encoders[name] = build_text_encoder(t.kind, text_spec(t), self.device, self.cfg.precision, t.batch_size)
         return self._text_encoders[name]
 
     def array_specs(self) -> list[ArraySpec]:
@@ -236,6 +238,9 @@ class Extractor:
             dim = self.frame_encoder(f.name).dim
             specs.append(ArraySpec(f"frames/{f.name}", "videos", (num_frames, dim), "float16", FRAMES_UNIT))
             specs.append(ArraySpec(f"frame_mask/{f.name}", "videos", (num_frames,), "bool", FRAMES_UNIT))
+        if self.cfg.keyframe_size:
+            size = self.cfg.keyframe_size
+            specs.append(ArraySpec(KEYFRAMES, "videos", (size, size, 3), "uint8", FRAMES_UNIT))
         for t in self.cfg.text_encoders:
             dim, unit = self.text_encoder(t.name).dim, f"text/{t.name}"
             specs.append(ArraySpec(f"text/{t.name}", "captions", (dim,), "float16", unit))
@@ -406,6 +411,9 @@ class Extractor:
         n, num_frames = len(video_ids), self.cfg.sampling.num_frames
         feats = {e_cfg.name: np.zeros((n, num_frames, enc.dim), np.float16) for e_cfg, enc in zip(self.cfg.frame_encoders, encoders)}
         masks = {e_cfg.name: np.zeros((n, num_frames), bool) for e_cfg in self.cfg.frame_encoders}
+        size = self.cfg.keyframe_size
+        keyframes = np.zeros((n, size, size, 3), np.uint8) if size else None
+        largest = max(range(len(geometries)), key=lambda g: geometries[g].image_size)
         failures: list[dict] = []
         batch: list[tuple[int, object]] = []
 
@@ -430,6 +438,8 @@ class Extractor:
             if video.error is not None:
                 failures.append({"video_id": video_ids[row], "stage": "decode", "reason": video.error})
             else:
+                if keyframes is not None:
+                    keyframes[row] = keyframe(video.frames[largest], size)
                 batch.append((row, video))
                 if len(batch) >= VIDEO_BATCH:
                     flush()
@@ -437,6 +447,8 @@ class Extractor:
         if batch:
             flush()
         arrays = {f"frames/{k}": v for k, v in feats.items()} | {f"frame_mask/{k}": v for k, v in masks.items()}
+        if keyframes is not None:
+            arrays[KEYFRAMES] = keyframes
         return arrays, failures
 
     def _teacher_phase(self, store: Store) -> tuple[int, int]:
@@ -532,6 +544,13 @@ class Extractor:
         for shard, _, _ in todo:
             store.mark_done(DENOISE_UNIT, shard)
         return len(todo), skipped
+
+
+def keyframe(frames: np.ndarray, size: int) -> np.ndarray:
+    """The sampled frame (already square-cropped) with the most contrast, so not a black or
+    blank one, resized to ``size``; ties go to the earliest."""
+    contrast = frames.reshape(len(frames), -1).std(axis=1)
+    return apply_geometry(frames[int(np.argmax(contrast))][None], GeometrySpec(size))[0]
 
 
 def matched_inputs(store: Store, head: TeacherHead, lo: int, hi: int, video_index: np.ndarray, device: torch.device) -> tuple[dict, dict]:

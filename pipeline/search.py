@@ -1,0 +1,144 @@
+"""`teachcache search`: text queries against a trained student's video index.
+
+The index is one normalised vector per video of the store (the student's video head over
+the cached frames), built once per run and kept in ``RUN_DIR/index.safetensors``. A query
+is encoded by the store's own text encoder (the one the student reads), projected by the
+student's text head, and scored against every video with one matrix product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cache.store import Store
+from pipeline.config import load_config
+from pipeline.html import array_png, escape, image, page
+from stages.device import resolve_device
+from stages.extract.run import KEYFRAMES, text_spec
+from stages.extract.encoders import build_text_encoder
+from stages.student.model import Student
+
+INDEX_FILE = "index.safetensors"
+
+
+@dataclass
+class Hit:
+    rank: int
+    score: float
+    row: int  # the video's store row
+    video_id: str
+    split: str
+    caption: str  # one of the video's captions, to show what it is
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+class SearchIndex:
+    """A run's student, its store and its video index, ready for queries."""
+
+    def __init__(self, run_dir: str | Path, device: str = "auto"):
+        run_dir = Path(run_dir)
+        for name in ("config.toml", "metrics.json", "best.safetensors"):
+            if not (run_dir / name).is_file():
+                raise FileNotFoundError(f"{run_dir} has no {name}: give --run the folder of a finished `teachcache train` run")
+        self.run_dir, self.device = run_dir, resolve_device(device)
+        self.config = load_config(run_dir / "config.toml")
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        self.store = Store.open(self.config.extract.store, expected_fingerprint=metrics["store_fingerprint"])
+        train = self.config.train
+        dims = {a.name: a.tail for a in self.store.arrays}
+        self.student = Student(train.student, dims[f"text/{train.text}"][-1], dims[f"frames/{train.frames}"][-1]).to(self.device).eval()
+        from safetensors.torch import load_file
+
+        self.student.load_state_dict(load_file(run_dir / "best.safetensors"))
+        videos, captions = self.store.videos(), self.store.captions()
+        self.video_ids = videos.column("video_id").to_pylist()
+        self.splits = videos.column("split").to_pylist()
+        self.first_caption: dict[int, str] = {}
+        for text, video in zip(captions.column("text").to_pylist(), captions.column("video_index").to_pylist()):
+            self.first_caption.setdefault(int(video), text)
+        self.vectors = self._index()
+        self._text_encoder = None
+
+    @torch.inference_mode()
+    def _index(self, batch: int = 4096) -> torch.Tensor:
+        """[V, D] video vectors, read from the run folder when built for these weights and this store."""
+        from safetensors.torch import load_file, save_file
+
+        key = f"{_digest(self.run_dir / 'best.safetensors')}:{self.store.fingerprint}"
+        path = self.run_dir / INDEX_FILE
+        if path.is_file():
+            stored = load_file(path)
+            if bytes(stored["key"].numpy()).decode() == key and len(stored["vectors"]) == len(self.video_ids):
+                return stored["vectors"].to(self.device).float()
+        frames_name = f"frames/{self.config.train.frames}"
+        parts = []
+        for lo in range(0, len(self.video_ids), batch):
+            rows = slice(lo, min(lo + batch, len(self.video_ids)))
+            frames = torch.from_numpy(self.store.read(frames_name, rows)).to(self.device)
+            mask = torch.from_numpy(self.store.read(f"frame_mask/{self.config.train.frames}", rows)).to(self.device)
+            parts.append(self.student.encode_video(frames, mask)[0].float())
+        vectors = torch.cat(parts)
+        save_file({"vectors": vectors.half().cpu(), "key": torch.tensor(list(key.encode()), dtype=torch.uint8)}, path)
+        return vectors
+
+    @torch.inference_mode()
+    def encode_query(self, query: str) -> torch.Tensor:
+        """The student's normalised vector for a text query."""
+        if self._text_encoder is None:
+            name = self.config.train.text
+            spec = next(t for t in self.config.extract.text_encoders if t.name == name)
+            self._text_encoder = build_text_encoder(spec.kind, text_spec(spec), self.device, self.config.extract.precision)
+        sentence = torch.from_numpy(self._text_encoder.encode([query]).astype(np.float16)).to(self.device)
+        return self.student.encode_text(sentence)[0].float()
+
+    def search(self, query: str, k: int = 5, split: str | None = None) -> tuple[list[Hit], float]:
+        """The top ``k`` videos (optionally of one split) for a query, and the seconds it took."""
+        if not query.strip():
+            raise ValueError("the query is empty; give some words, e.g. \"a red square slides left\"")
+        start = time.perf_counter()
+        scores = self.vectors @ self.encode_query(query)
+        if split is not None:
+            allowed = torch.tensor([s == split for s in self.splits], device=scores.device)
+            if not allowed.any():
+                raise ValueError(f"no video of the store is in split {split!r}")
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum()))).indices.tolist()
+        seconds = time.perf_counter() - start
+        hits = [Hit(i + 1, float(scores[r]), r, self.video_ids[r], self.splits[r], self.first_caption.get(r, "")) for i, r in enumerate(top)]
+        return hits, seconds
+
+    def keyframe(self, row: int) -> np.ndarray | None:
+        """A video's keyframe, or None when the store kept none."""
+        if not self.store.has(KEYFRAMES):
+            return None
+        return self.store.read(KEYFRAMES, slice(row, row + 1))[0]
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def search_page(index: SearchIndex, results: list[tuple[str, list[Hit]]]) -> str:
+    """An HTML page with each query and the keyframes of its hits."""
+    sections = []
+    for query, hits in results:
+        cards = []
+        for hit in hits:
+            frame = index.keyframe(hit.row)
+            picture = image(array_png(frame), f"keyframe of {hit.video_id}", css="") if frame is not None else "<p class='note'>(no keyframe stored)</p>"
+            cards.append(
+                f"<div class='hit'>{picture}<div><b>{hit.rank}. {escape(hit.video_id)}</b> ({escape(hit.split)}) "
+                f"score {hit.score:.3f}</div><div class='note'>{escape(hit.caption)}</div></div>"
+            )
+        sections.append(f"<h2>“{escape(query)}”</h2><div class='hits'>{''.join(cards)}</div>")
+    sections.append(f"<p class='note'>run {escape(index.run_dir)}, store {escape(index.store.path)}, {len(index.video_ids)} videos</p>")
+    return page("teachcache search", sections)
