@@ -61,6 +61,9 @@ test: setup browser
 
 bench: setup
 	$(BIN)/python bench/extraction.py --out runs/bench
+	$(BIN)/python bench/cache_payoff.py --out runs/bench
+	$(BIN)/python bench/loader.py --out runs/bench
+	$(BIN)/python bench/retrieval.py --out runs/bench
 
 clean:
 	rm -rf runs data/demo

@@ -82,6 +82,7 @@ class Store:
         chunk_rows: int = 64,
         codec: str = "zstd",
         clevel: int = 3,
+        float_codec: str = "none",
         force: bool = False,
         config: dict[str, Any] | None = None,
         compute: dict[str, Any] | None = None,
@@ -121,7 +122,7 @@ class Store:
             cls.remove(path)
         if shard_size % chunk_rows:
             raise ValueError(f"shard_size {shard_size} must be a multiple of chunk_rows {chunk_rows}")
-        handle = open_backend(path, backend, "w", codec, clevel)
+        handle = open_backend(path, backend, "w", codec, clevel, float_codec)
         counts = {"videos": len(videos), "captions": len(captions)}
         for spec in arrays:
             handle.create(spec.name, (counts[spec.rows], *spec.tail), spec.dtype, chunk_rows, shard_size)

@@ -13,6 +13,7 @@ appears twice in a batch (no false in-batch negatives).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,12 +129,13 @@ def load_split(store: Store, split: str, arrays: list[str], stream_videos: bool 
 
 
 def one_caption_per_video(caption_video: torch.Tensor, videos: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """For each given video (in the given order), one of its captions drawn at random."""
+    """For each given video (in the given order), one of its captions drawn at random: the
+    first of its captions in a random order of all captions (vectorised; no Python loop)."""
     order = torch.randperm(len(caption_video), generator=generator)
-    first: dict[int, int] = {}
-    for c in order.tolist():
-        first.setdefault(int(caption_video[c]), c)
-    return torch.tensor([first[int(v)] for v in videos], dtype=torch.long)
+    size = int(caption_video.max()) + 1 if len(caption_video) else 0
+    first = torch.full((size,), len(order), dtype=torch.long)
+    first.scatter_reduce_(0, caption_video[order].long(), torch.arange(len(order)), reduce="amin")
+    return order[first[videos.long()]]
 
 
 def num_batches(num_videos: int, batch_size: int) -> int:
@@ -160,41 +162,76 @@ class RamLoader:
         captions = one_caption_per_video(self.split.caption_video, videos, generator)
         for chunk in _chunks(captions, self.batch_size):
             vids = self.split.caption_video[chunk]
-            arrays = {k: v[chunk] for k, v in self.split.caption_arrays.items()}
-            arrays |= {k: v[vids] for k, v in self.split.video_arrays.items()}
+            arrays = {k: v.index_select(0, chunk) for k, v in self.split.caption_arrays.items()}
+            arrays |= {k: v.index_select(0, vids) for k, v in self.split.video_arrays.items()}
             yield Batch(chunk, arrays)
 
 
 class ShardLoader:
-    """Batches from whole store shards read ``buffer_shards`` at a time, shuffled inside the buffer."""
+    """Batches from whole store shards, read ``buffer_shards`` consecutive shards at a time
+    (one read per array; the order of these blocks is shuffled each epoch) and shuffled
+    inside the buffer. Small per-video arrays (masks) are read into RAM once."""
+
+    SMALL_ROW_BYTES = 1024  # per-video arrays below this stay in RAM instead of streaming
 
     def __init__(self, store: Store, split: SplitArrays, rows: SplitRows, video_array_names: list[str], batch_size: int, buffer_shards: int = 4):
         self.store, self.split, self.batch_size, self.buffer_shards = store, split, batch_size, max(1, buffer_shards)
-        self.names = [n for n in dict.fromkeys(video_array_names) if n not in ROW_KEYS]
+        specs = {a.name: a for a in store.arrays}
+        names = [n for n in dict.fromkeys(video_array_names) if n not in ROW_KEYS]
+        small = [n for n in names if np.dtype(specs[n].dtype).itemsize * int(np.prod(specs[n].tail)) < self.SMALL_ROW_BYTES]
+        self.names = [n for n in names if n not in small]
+        self.in_ram = {n: torch.from_numpy(np.ascontiguousarray(store.read(n, rows.video_rows))) for n in small}  # by split position
         self.shards = []  # (first store row, end store row, positions in the split of the videos inside)
         for _, lo, hi in store.shards("videos"):
             inside = np.flatnonzero((rows.video_rows >= lo) & (rows.video_rows < hi))
             if len(inside):
                 self.shards.append((lo, hi, inside))
+        self.blocks = [self.shards[i : i + self.buffer_shards] for i in range(0, len(self.shards), self.buffer_shards)]
         self.rows = rows
 
     def __len__(self) -> int:
         return num_batches(self.split.num_videos, self.batch_size)
 
+    def _load(self, group: list[tuple[int, int, np.ndarray]]) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+        """The split positions and the streamed video arrays of a block of shards (read in a
+        background thread while the previous block is being served): one read per run of
+        adjacent shards, then the split's rows of it."""
+        positions = np.concatenate([inside for _, _, inside in group])
+        store_rows = self.rows.video_rows[positions]
+        runs: list[list[tuple[int, int, np.ndarray]]] = []
+        for shard in group:
+            if runs and runs[-1][-1][1] == shard[0]:
+                runs[-1].append(shard)
+            else:
+                runs.append([shard])
+        buffers: dict[str, torch.Tensor] = {}
+        for name in self.names:
+            parts = []
+            for run in runs:
+                lo, hi = run[0][0], run[-1][1]
+                data = self.store.read(name, slice(lo, hi))
+                wanted = self.rows.video_rows[np.concatenate([inside for _, _, inside in run])] - lo
+                parts.append(data if len(wanted) == hi - lo else data[wanted])  # whole shards: no gather
+            buffers[name] = torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
+        buffers[VIDEO_ROW] = torch.from_numpy(store_rows.astype(np.int64))
+        return positions, buffers
+
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
-        order = torch.randperm(len(self.shards), generator=generator).tolist()
-        for start in range(0, len(order), self.buffer_shards):
-            group = [self.shards[i] for i in order[start : start + self.buffer_shards]]
-            positions = np.concatenate([inside for _, _, inside in group])
-            buffers = {
-                name: torch.from_numpy(np.concatenate([self.store.read(name, slice(lo, hi))[self.rows.video_rows[inside] - lo] for lo, hi, inside in group]))
-                for name in self.names
-            }
-            buffers[VIDEO_ROW] = torch.from_numpy(np.concatenate([self.rows.video_rows[inside] for _, _, inside in group]).astype(np.int64))
-            where = {int(p): i for i, p in enumerate(positions)}
-            shuffled = torch.from_numpy(positions)[torch.randperm(len(positions), generator=generator)]
-            captions = one_caption_per_video(self.split.caption_video, shuffled, generator)
-            for chunk in _chunks(captions, self.batch_size):
-                local = torch.tensor([where[int(v)] for v in self.split.caption_video[chunk]], dtype=torch.long)
-                arrays = {k: v[chunk] for k, v in self.split.caption_arrays.items()} | {k: v[local] for k, v in buffers.items()}
-                yield Batch(chunk, arrays)
+        order = torch.randperm(len(self.blocks), generator=generator).tolist()
+        with ThreadPoolExecutor(max_workers=1) as reader:  # decompression releases the GIL: reading overlaps serving
+            pending = reader.submit(self._load, self.blocks[order[0]]) if order else None
+            for index in range(len(order)):
+                positions, buffers = pending.result()
+                if index + 1 < len(order):
+                    pending = reader.submit(self._load, self.blocks[order[index + 1]])
+                where = torch.full((self.split.num_videos,), -1, dtype=torch.long)  # split position -> buffer row
+                where[torch.from_numpy(positions)] = torch.arange(len(positions))
+                shuffled = torch.from_numpy(positions)[torch.randperm(len(positions), generator=generator)]
+                captions = one_caption_per_video(self.split.caption_video, shuffled, generator)
+                for chunk in _chunks(captions, self.batch_size):
+                    videos = self.split.caption_video[chunk]
+                    local = where[videos]
+                    arrays = {k: v.index_select(0, chunk) for k, v in self.split.caption_arrays.items()}
+                    arrays |= {k: v.index_select(0, local) for k, v in buffers.items()}
+                    arrays |= {k: v.index_select(0, videos) for k, v in self.in_ram.items()}
+                    yield Batch(chunk, arrays)

@@ -68,7 +68,8 @@ class StoreLayoutConfig:
     backend: str = opt("zarr", "zarr (sharded Zarr v3) or hdf5 (single file, one writer)")
     shard_size: int = opt(1024, "rows per shard: the unit of work, write and resume")
     chunk_rows: int = opt(64, "rows per inner chunk (the unit of compression and reads)")
-    codec: str = opt("zstd", "zarr Blosc compressor name (zstd, lz4, ...)")
+    codec: str = opt("zstd", "zarr Blosc compressor of masks, ids and keyframes (zstd, lz4, ...), or none")
+    float_codec: str = opt("none", "zarr compressor of the float feature arrays: none (they barely compress; uncompressed shards stream about 2x faster) or a Blosc name")
     clevel: int = opt(3, "zarr Blosc compression level")
 
 

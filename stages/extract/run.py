@@ -275,6 +275,7 @@ class Extractor:
             shard_size=layout.shard_size,
             chunk_rows=layout.chunk_rows,
             codec=layout.codec,
+            float_codec=layout.float_codec,
             clevel=layout.clevel,
             force=force,
             config=asdict(self.cfg),
