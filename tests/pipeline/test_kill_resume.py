@@ -50,11 +50,20 @@ def _kill_after(cmd, seconds: float, until=None) -> None:
 
 
 def _resume(config) -> None:
-    """Finish a killed extraction in this process (its lock is stale: taken over)."""
+    """Finish a killed extraction in this process (its lock is stale: taken over), on one
+    thread like the killed subprocess: CPU float sums are bitwise equal only for the same
+    thread count, and the test compares bits."""
+    import torch
+
     from pipeline.config import load_config
     from stages.extract.run import run_extraction
 
-    run_extraction(load_config(config).extract, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_extraction(load_config(config).extract, progress=False)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _arrays(path):
