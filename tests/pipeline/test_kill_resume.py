@@ -71,6 +71,17 @@ def _arrays(path):
         return {a.name: store.read(a.name) for a in store.arrays}
 
 
+def assert_same(actual, desired, what) -> None:
+    """Equal arrays; float ones up to one float16 step. CPU matrix products may round the
+    last fp32 bit differently from one process to another (the library's code path depends
+    on buffer alignment), which now and then flips a float16 value by one step. A partial
+    or garbage shard differs by far more."""
+    if np.issubdtype(desired.dtype, np.floating):
+        np.testing.assert_allclose(actual.astype(np.float32), desired.astype(np.float32), rtol=2e-3, atol=1e-5, equal_nan=True, err_msg=what)
+    else:
+        np.testing.assert_array_equal(actual, desired, err_msg=what)
+
+
 def _served_shards_are_whole(path, reference) -> int:
     """Every shard whose marker exists holds exactly the reference rows; returns how many there were."""
     if not (path / "_done").exists():
@@ -83,7 +94,7 @@ def _served_shards_are_whole(path, reference) -> int:
         for spec in store.arrays:
             for shard, lo, hi in store.shards(spec.rows):
                 if store.is_done(spec.unit, shard):
-                    np.testing.assert_array_equal(store.read(spec.name, slice(lo, hi)), reference[spec.name][lo:hi], err_msg=f"{spec.name} shard {shard}")
+                    assert_same(store.read(spec.name, slice(lo, hi)), reference[spec.name][lo:hi], f"{spec.name} shard {shard}")
                     served += 1
         return served
 
@@ -108,7 +119,7 @@ def test_stage_one_killed_at_several_points_resumes_to_the_same_store(tiny_data,
     _resume(config)
     resumed = _arrays(tmp_path / "store")
     for name in reference:
-        np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
+        assert_same(resumed[name], reference[name], name)
 
 
 KILL_MID_WRITE = textwrap.dedent('''
@@ -137,7 +148,7 @@ def test_stage_one_killed_during_a_shard_write_never_serves_that_shard(tiny_data
     _resume(config)
     resumed = _arrays(tmp_path / "store")
     for name in reference:
-        np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
+        assert_same(resumed[name], reference[name], name)
 
 
 def _metrics(run_dir):
