@@ -1,15 +1,13 @@
 """Array containers behind one interface: Zarr v3 (sharded, default) and HDF5.
 
 Arrays are addressed by names like ``frames/clip``; the first axis is rows (videos or
-captions). Metadata (the store's attributes) is a JSON-able dict on the container's root.
+captions). The store's attributes live beside the container (``cache.store``), not in it.
 Zarr allows one writer per shard across processes (and lives on local disks or behind
 fsspec URLs); HDF5 allows one writing process, on a local disk.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
 
 import numpy as np
 
@@ -112,20 +110,12 @@ class ZarrBackend:
     def stored_bytes(self, name: str) -> int:
         return sum(size for _, size in (self.path / name).files())
 
-    def get_attrs(self) -> dict[str, Any]:
-        return dict(self.group.attrs)
-
-    def set_attrs(self, attrs: dict[str, Any]) -> None:
-        self.group.attrs.update(attrs)
-
     def close(self) -> None:
         pass
 
 
 class HDF5Backend:
-    """One HDF5 file, row-chunked datasets (lzf); attributes kept as one JSON string."""
-
-    ATTRS_KEY = "teachcache"
+    """One HDF5 file, row-chunked datasets (lzf)."""
 
     def __init__(self, path: Location, mode: str, codec: str = "zstd", clevel: int = 3, float_codec: str = "none"):
         import h5py
@@ -179,15 +169,6 @@ class HDF5Backend:
 
     def stored_bytes(self, name: str) -> int:
         return int(self._array(name).id.get_storage_size())
-
-    def get_attrs(self) -> dict[str, Any]:
-        raw = self.file.attrs.get(self.ATTRS_KEY)
-        return json.loads(raw) if raw else {}
-
-    def set_attrs(self, attrs: dict[str, Any]) -> None:
-        merged = {**self.get_attrs(), **attrs}
-        self.file.attrs[self.ATTRS_KEY] = json.dumps(merged)
-        self.file.flush()
 
     def close(self) -> None:
         if self.file:

@@ -2,7 +2,9 @@
 
 A store is a directory holding one array container (``arrays.zarr`` or ``arrays.h5``),
 the manifests in array row order (``videos.parquet``, ``captions.parquet``), the
-recorded failures (``failures.parquet``) and ``_done/`` markers. Work is cut into units
+recorded failures (``failures.parquet``), ``_done/`` markers and ``store.json``, its
+attributes (fingerprint, arrays, layout, ``complete``), written last and all or nothing:
+a store killed while being created has none and is rebuilt. Work is cut into units
 (``frames``, ``text/<encoder>``, ``relevance/<teacher>``...) times shards of rows; a
 writer writes a whole shard in one call, then atomically renames a marker holding the
 fingerprint. ``complete`` is set last, after every marker is present. Readers refuse an
@@ -31,6 +33,7 @@ from cache.lock import LOCK_FILE
 from cache.manifest import CAPTIONS_FILE, FAILURE_SCHEMA, FAILURES_FILE, VIDEOS_FILE
 
 SCHEMA_VERSION = 1
+ATTRS_FILE = "store.json"  # the store's attributes, written whole (temporary name, then rename) and last
 DONE_DIR = "_done"
 FILES_DIR = "files"  # small named blobs a stage keeps with the arrays (e.g. teacher head weights)
 ROW_KINDS = ("videos", "captions")
@@ -92,6 +95,9 @@ class Store:
         rebuilds it from scratch."""
         path = Location(path)
         existing = detect_backend(path)
+        if existing is not None and not (path / ATTRS_FILE).exists():
+            cls.remove(path)  # killed while being created: nothing in it can be trusted
+            existing = None
         if existing is None and any(name != LOCK_FILE for name in path.names()):
             raise StoreError(f"{path} exists, is not empty and is not a teachcache store; choose another store path")
         if existing is not None and not force:
@@ -141,8 +147,14 @@ class Store:
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "complete": False,
         }
-        handle.set_attrs(attrs)
+        (path / ATTRS_FILE).write_bytes(json.dumps(attrs).encode())
         return cls(path, backend, handle, attrs)
+
+    @staticmethod
+    def exists(path: str | Path | Location) -> bool:
+        """True when ``path`` holds a store that was created in full (resumable or complete)."""
+        path = Location(path)
+        return detect_backend(path) is not None and (path / ATTRS_FILE).exists()
 
     @classmethod
     def open(
@@ -162,8 +174,10 @@ class Store:
                 f"no teachcache store at {path} (no {' or '.join(CONTAINER.values())}); "
                 "run `teachcache extract` (make extract-teachers) first"
             )
+        if not (path / ATTRS_FILE).exists():
+            raise StoreIncomplete(f"store {path} was interrupted while being created; run `teachcache extract` again to rebuild it")
+        attrs = json.loads((path / ATTRS_FILE).read_text())
         handle = open_backend(path, backend, mode)
-        attrs = handle.get_attrs()
         store = cls(path, backend, handle, attrs)
         if attrs.get("schema_version") != SCHEMA_VERSION:
             raise StoreError(
@@ -190,7 +204,7 @@ class Store:
     def remove(path: str | Path | Location) -> None:
         """Delete what a store owns inside its directory (nothing else)."""
         path = Location(path)
-        for name in (*CONTAINER.values(), DONE_DIR, FILES_DIR, VIDEOS_FILE, CAPTIONS_FILE, FAILURES_FILE):
+        for name in (ATTRS_FILE, *CONTAINER.values(), DONE_DIR, FILES_DIR, VIDEOS_FILE, CAPTIONS_FILE, FAILURES_FILE):
             (path / name).rmtree()
 
     def scratch(self, name: str) -> Path:
@@ -291,8 +305,12 @@ class Store:
         if missing:
             raise StoreIncomplete(f"cannot finalise store {self.path}: {len(missing)} unit shards missing, e.g. {missing[:3]}")
         (self.path / FAILURES_FILE).write_parquet(pa.Table.from_pylist(self._marker_failures(), schema=FAILURE_SCHEMA))
-        self._backend.set_attrs({"complete": True, "finalized": time.strftime("%Y-%m-%d %H:%M:%S")})
-        self.attrs = self._backend.get_attrs()
+        self.set_attrs({"complete": True, "finalized": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+    def set_attrs(self, changes: dict[str, Any]) -> None:
+        """Merge ``changes`` into the attributes and write them whole."""
+        self.attrs = {**self.attrs, **changes}
+        (self.path / ATTRS_FILE).write_bytes(json.dumps(self.attrs).encode())
 
     # ----- files ---------------------------------------------------------------------------
     def _file_path(self, name: str) -> Location:

@@ -24,7 +24,6 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from cache.backends import detect_backend
 from cache.fingerprint import canonical_json, fingerprint
 from cache.lock import StoreLocked, WriterLock
 from cache.manifest import Manifest, read_manifest
@@ -263,7 +262,7 @@ class Extractor:
         """Resume the store of this fingerprint, or create it (refusing another config's).
         Encoders are built here only when the store must be created."""
         layout = self.cfg.layout
-        resuming = not force and detect_backend(self.cfg.store) is not None
+        resuming = not force and Store.exists(self.cfg.store)
         return Store.prepare(
             self.cfg.store,
             backend=layout.backend,
@@ -330,7 +329,7 @@ class Extractor:
         """A rank other than 0: wait for rank 0 to hold the lock and create the store, then open it."""
 
         def created() -> bool:
-            if not lock.held_by_my_job() or detect_backend(self.cfg.store) is None:
+            if not lock.held_by_my_job() or not Store.exists(self.cfg.store):
                 return False
             try:
                 with Store.open(self.cfg.store, require_complete=False) as probe:

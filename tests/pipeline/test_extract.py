@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cache.fingerprint import diff_components
 from cache.lock import StoreLocked, WriterLock
-from cache.store import Store, StoreMismatch
+from cache.store import Store, StoreIncomplete, StoreMismatch
 from conftest import tiny_extract_config
 from pipeline.cli import main
 from stages.extract.run import ExtractionFailures, Extractor, run_extraction
@@ -76,7 +76,7 @@ def test_rerun_skips_and_resume_after_a_crash_recomputes_only_the_lost_shard(tin
     # store never became complete, and the shard holds garbage
     (tmp_path / "s" / "_done" / "frames.00001.json").unlink()
     with Store.open(tmp_path / "s", require_complete=False, mode="a") as s:
-        s._backend.set_attrs({"complete": False})
+        s.set_attrs({"complete": False})
         s.write("frames/clip", 4, np.full((4, 12, 256), 7, np.float16))
     resumed = run_extraction(cfg, progress=False)
     assert resumed.shards_done == 1
@@ -179,3 +179,17 @@ def test_cli_extract_info_and_errors(tiny_data, tmp_path):
     assert missing.exit_code == 2 and "no teachcache store" in missing.output
     bad_flag = runner.invoke(main, ["extract", "--set", "extract.sampling.sampler=random", *sets[:4]])
     assert bad_flag.exit_code == 2 and "choose one of" in bad_flag.output
+
+
+def test_a_store_killed_while_being_created_is_refused_then_rebuilt(tiny_data, tmp_path):
+    cfg = tiny_extract_config(tiny_data, tmp_path / "s")
+    run_extraction(cfg, progress=False)
+    before = _arrays(tmp_path / "s")
+    (tmp_path / "s" / "store.json").unlink()  # what a kill before the attributes' write leaves
+    with pytest.raises(StoreIncomplete, match="interrupted while being created"):
+        Store.open(tmp_path / "s")
+    summary = run_extraction(cfg, progress=False)
+    assert summary.shards_skipped == 0  # nothing was trusted: every shard written again
+    after = _arrays(tmp_path / "s")
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name])
