@@ -124,9 +124,8 @@ class StudentStep:
     by its head, backward, gradient clip, AdamW, logit-scale clamp."""
 
     def __init__(self, store: Store, bank: TeacherBank, tcfg: TrainConfig, arrays: tuple[str, str, str], device: torch.device):
-        dims = {a.name: a.tail for a in store.arrays}
         torch.manual_seed(tcfg.seed)
-        self.student = Student(tcfg.student, dims[arrays[0]][-1], dims[arrays[1]][-1]).to(device)
+        self.student = Student.for_store(tcfg.student, store, tcfg.text, tcfg.frames).to(device)
         self.optimizer = torch.optim.AdamW(param_groups(self.student, tcfg), betas=(0.9, 0.98), eps=1e-6)
         self.bank, self.tcfg, self.arrays, self.bank_device = bank, tcfg, arrays, device
 

@@ -20,10 +20,10 @@ import numpy as np
 from cache.manifest import Manifest, write_manifest
 from pipeline.datasets import DATASETS, dataset_reader
 from pipeline.datasets.common import SPLITS, AnnotatedVideo, AnnotationError, Annotations
+from stages.extract.decode import frame_files
 from stages.options import opt
 
 VIDEO_EXTENSIONS = [".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp"]
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 MISSING_FILE = "missing.txt"
 REPORT_FILE = "prepare.json"
 PARAGRAPHS = ("auto", "joined", "sentences")
@@ -92,8 +92,7 @@ class VideoIndex:
                     self.by_stem[stem] = (rank[ext.lower()], rel)
 
     def _is_frame_folder(self, rel: str) -> bool:
-        with os.scandir(self.folder / rel) as entries:
-            return any(e.is_file() and e.name.lower().endswith(FRAME_SUFFIXES) for e in entries)
+        return bool(frame_files(str(self.folder / rel)))
 
     def find(self, names: tuple[str, ...]) -> str | None:
         """Relative path of the first name found: as a path under the folder, as a file name

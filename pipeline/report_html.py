@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from cache.store import Store
-from pipeline.config import load_config
 from pipeline.html import escape, figure_png, image, page, table
+from pipeline.runs import load_run, open_run_store
 
 METRICS = ("R1", "R5", "R10", "R50", "MdR", "MnR", "GeoMean")
 REPORT_FILE = "report.html"
@@ -98,12 +98,8 @@ def _store_section(store: Store) -> str:
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the run's HTML report (default ``RUN_DIR/report.html``) and return its path."""
     run_dir = Path(run_dir)
-    for name in ("metrics.json", "config.toml"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir} has no {name}: give the folder of a finished `teachcache train` run")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = load_config(run_dir / "config.toml")
-    with Store.open(config.extract.store, expected_fingerprint=metrics["store_fingerprint"]) as store:
+    config, metrics = load_run(run_dir)
+    with open_run_store(config, metrics) as store:
         sections = [
             f"<p class='note'>run {escape(run_dir)}: {escape(config.train.objective.kind)} student, {config.train.epochs} epochs, batch {config.train.batch_size}</p>",
             _metrics_section(metrics),

@@ -9,7 +9,6 @@ student's text head, and scored against every video with one matrix product.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cache.store import Store
-from pipeline.config import load_config
+from pipeline.runs import load_run, open_run_store
 from pipeline.html import array_png, escape, image, page
 from stages.device import resolve_device
-from stages.extract.run import KEYFRAMES, text_spec
-from stages.extract.encoders import build_text_encoder
+from stages.extract.run import KEYFRAMES, configured_text_encoder
 from stages.student.model import Student
 
 INDEX_FILE = "index.safetensors"
@@ -47,16 +44,11 @@ class SearchIndex:
 
     def __init__(self, run_dir: str | Path, device: str = "auto"):
         run_dir = Path(run_dir)
-        for name in ("config.toml", "metrics.json", "best.safetensors"):
-            if not (run_dir / name).is_file():
-                raise FileNotFoundError(f"{run_dir} has no {name}: give --run the folder of a finished `teachcache train` run")
+        self.config, metrics = load_run(run_dir, also=("best.safetensors",))
         self.run_dir, self.device = run_dir, resolve_device(device)
-        self.config = load_config(run_dir / "config.toml")
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        self.store = Store.open(self.config.extract.store, expected_fingerprint=metrics["store_fingerprint"])
+        self.store = open_run_store(self.config, metrics)
         train = self.config.train
-        dims = {a.name: a.tail for a in self.store.arrays}
-        self.student = Student(train.student, dims[f"text/{train.text}"][-1], dims[f"frames/{train.frames}"][-1]).to(self.device).eval()
+        self.student = Student.for_store(train.student, self.store, train.text, train.frames).to(self.device).eval()
         from safetensors.torch import load_file
 
         self.student.load_state_dict(load_file(run_dir / "best.safetensors"))
@@ -67,9 +59,8 @@ class SearchIndex:
         for text, video in zip(captions.column("text").to_pylist(), captions.column("video_index").to_pylist()):
             self.first_caption.setdefault(int(video), text)
         self.vectors = self._index()
-        name = self.config.train.text
-        spec = next(t for t in self.config.extract.text_encoders if t.name == name)
-        self.text_encoder = build_text_encoder(spec.kind, text_spec(spec), self.device, self.config.extract.precision)  # loaded once, before any query is timed
+        spec = next(t for t in self.config.extract.text_encoders if t.name == train.text)
+        self.text_encoder = configured_text_encoder(spec, self.device, self.config.extract.precision)  # loaded once, before any query is timed
 
     @torch.inference_mode()
     def _index(self, batch: int = 4096) -> torch.Tensor:

@@ -87,3 +87,16 @@ def cli_config(tiny_data, tmp_path):
     return path
 
 
+
+
+@pytest.fixture
+def trained_run(cli_config, tmp_path):
+    """A finished two-epoch `teachcache train` run over the cli_config store."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--quiet", "--config", str(cli_config), "--set", f"train.run_dir={run_dir}", "--set", "train.epochs=2"])
+    assert result.exit_code == 0, result.output
+    return run_dir

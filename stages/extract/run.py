@@ -98,6 +98,11 @@ def text_spec(t: TextEncoderConfig) -> ModelSpec:
     return ModelSpec(t.model, t.pretrained, t.seed, t.tokenizer, t.output, t.max_words)
 
 
+def configured_text_encoder(t: TextEncoderConfig, device: torch.device, precision: str):
+    """The text encoder a ``[[extract.text_encoders]]`` entry describes (stage one's, and search's for queries)."""
+    return build_text_encoder(t.kind, text_spec(t), device, precision, t.batch_size)
+
+
 def validate_config(cfg: ExtractConfig) -> None:
     """Refuse an inconsistent config before any work, naming the bad field."""
     if cfg.sampling.sampler not in SAMPLERS:
@@ -226,7 +231,7 @@ class Extractor:
     def text_encoder(self, name: str):
         if name not in self._text_encoders:
             t = next(t for t in self.cfg.text_encoders if t.name == name)
-            self._text_encoders[name] = build_text_encoder(t.kind, text_spec(t), self.device, self.cfg.precision, t.batch_size)
+            self._text_encoders[name] = configured_text_encoder(t, self.device, self.cfg.precision)
         return self._text_encoders[name]
 
     def array_specs(self) -> list[ArraySpec]:

@@ -64,6 +64,12 @@ class Student(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale)))
         self.clamp_scale()
 
+    @classmethod
+    def for_store(cls, config: StudentConfig, store, text: str, frames: str) -> "Student":
+        """A student sized for a store's ``text/<text>`` and ``frames/<frames>`` arrays."""
+        dims = {a.name: a.tail for a in store.arrays}
+        return cls(config, dims[f"text/{text}"][-1], dims[f"frames/{frames}"][-1])
+
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         """Normalised caption vectors [B, D]."""
         return F.normalize(self.text_projection(text.float()), dim=-1)

@@ -305,8 +305,7 @@ def _train(cfg: TrainConfig, store: Store, progress: bool, resume: bool, rank: R
         video_names = [n for n in train_arrays if store.has(n) and next(a.rows for a in store.arrays if a.name == n) == "videos"]
         loader = ShardLoader(store, train, rows, video_names, cfg.batch_size, cfg.buffer_shards)
     val, test = (load_split(store, split, list(student_arrays)) for split in (selection_split(store, cfg, progress), "test"))
-    dims = {a.name: a.tail for a in store.arrays}
-    student = Student(cfg.student, dims[student_arrays[0]][-1], dims[student_arrays[1]][-1]).to(device)
+    student = Student.for_store(cfg.student, store, cfg.text, cfg.frames).to(device)
     embedder = BatchEmbedder(student)
     if rank.world > 1:
         embedder = torch.nn.parallel.DistributedDataParallel(embedder, device_ids=[device.index] if device.type == "cuda" else None)

@@ -60,15 +60,8 @@ def test_the_check_catches_a_broken_image_and_a_script_error(tmp_path):
     assert state["images"] == "broken" and int(state["errors"]) >= 1
 
 
-@pytest.fixture
-def run_dir(cli_config, tmp_path):
-    run = tmp_path / "run"
-    result = CliRunner().invoke(main, ["train", "--quiet", "--config", str(cli_config), "--set", f"train.run_dir={run}", "--set", "train.epochs=2"])
-    assert result.exit_code == 0, result.output
-    return run
-
-
-def test_report_and_search_pages_load_whole_in_chromium(run_dir, cli_config, tmp_path):
+def test_report_and_search_pages_load_whole_in_chromium(trained_run, cli_config, tmp_path):
+    run_dir = trained_run
     runner = CliRunner()
     ablation = runner.invoke(main, ["ablate", "--quiet", "--config", str(cli_config), "--set", "ablate.seeds=[0]"])
     assert ablation.exit_code == 0, ablation.output

@@ -12,14 +12,6 @@ from pipeline.cli import main
 from pipeline.search import INDEX_FILE, SearchIndex
 
 
-@pytest.fixture
-def trained_run(cli_config, tmp_path):
-    run_dir = tmp_path / "run"
-    result = CliRunner().invoke(main, ["train", "--quiet", "--config", str(cli_config), "--set", f"train.run_dir={run_dir}", "--set", "train.epochs=2"])
-    assert result.exit_code == 0, result.output
-    return run_dir
-
-
 def test_stage_one_keeps_one_small_keyframe_per_video(cli_config, tmp_path):
     with Store.open(tmp_path / "store") as store:
         frames = store.read("keyframes")
