@@ -20,8 +20,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-cache-dir torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e ".[test]"
 	touch $(STAMP)
 
 data: $(DATA)/videos.parquet

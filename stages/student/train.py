@@ -2,8 +2,9 @@
 
 Each step reads cached features (from RAM, or streamed by whole shards), rebuilds every teacher's batch logits from the
 cached features with the teacher's head, and takes relevance from the store. No video is
-decoded and no encoder runs. One checkpoint per epoch (safetensors + JSON); the epoch
-with the best validation text-to-video R@1 is evaluated on the test split.
+decoded and no encoder runs. Each epoch writes its record (JSON) and the resume state
+(``last.pt``); the epoch with the best validation text-to-video R@1 is kept as
+``best.safetensors`` and evaluated on the test split. Every epoch's weights only on request.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class TrainConfig:
     loader: str = opt("ram", "ram (the split's arrays in RAM) or stream (whole store shards, shuffled in a buffer)")
     buffer_shards: int = opt(4, "stream: store shards read into the shuffle buffer at a time")
     eval_batch: int = opt(1024, "videos or captions encoded per evaluation step")
+    keep_epoch_weights: bool = opt(False, "also keep every epoch's weights in checkpoints/ (best.safetensors and last.pt are always written)")
     val_split: str = opt("val", "split that selects the best epoch: val, or test for benchmarks without one (MSR-VTT 1k-A, ActivityNet: the papers' protocol, which makes test numbers optimistic)")
 
 
@@ -362,7 +364,8 @@ def _train(cfg: TrainConfig, store: Store, progress: bool, resume: bool, rank: R
             if rank.is_main:
                 save_file(student.state_dict(), run_dir / "best.safetensors")
         if rank.is_main:  # every rank holds the same weights; one writes them
-            save_file(student.state_dict(), run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.safetensors")
+            if cfg.keep_epoch_weights:
+                save_file(student.state_dict(), run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.safetensors")
             (run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.json").write_text(json.dumps(record, indent=2))
             _save_state(state_path, {
                 "epoch": epoch + 1, "student": student.state_dict(), "optimizer": optimizer.state_dict(),

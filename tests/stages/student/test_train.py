@@ -48,11 +48,20 @@ def no_video_no_encoders(monkeypatch):
     monkeypatch.setattr(enc, "build_text_encoder", refuse)
 
 
+def test_every_epochs_weights_are_kept_on_request(tiny_store, tmp_path):
+    cfg = _train_cfg(tmp_path, "infonce")
+    cfg.keep_epoch_weights = True
+    with Store.open(tiny_store.store, expected_fingerprint=store_fingerprint(tiny_store)[0]) as store:
+        train_student(cfg, store, progress=False)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.safetensors")) == ["epoch_001.safetensors", "epoch_002.safetensors"]
+
+
 @pytest.mark.parametrize("kind", ["infonce", "teachclip", "teachtext", "mckd"])
 def test_every_objective_trains_from_the_store_only(tiny_store, tmp_path, no_video_no_encoders, kind):
     with Store.open(tiny_store.store, expected_fingerprint=store_fingerprint(tiny_store)[0]) as store:
         result = train_student(_train_cfg(tmp_path, kind), store, progress=False)
-    assert (tmp_path / "best.safetensors").exists() and (tmp_path / "checkpoints" / "epoch_002.safetensors").exists()
+    assert (tmp_path / "best.safetensors").exists() and (tmp_path / "checkpoints" / "epoch_002.json").exists()
+    assert not list((tmp_path / "checkpoints").glob("*.safetensors"))  # every epoch's weights only on request
     saved = json.loads((tmp_path / "metrics.json").read_text())
     # the best epoch is the one with the highest validation t2v R1, and it is what was evaluated
     val_r1 = [h["val"]["t2v"]["R1"] for h in saved["history"]]
