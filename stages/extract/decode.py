@@ -6,7 +6,9 @@ centre crop) so that the main process receives small uint8 arrays. The tensor pa
 the preprocessing (scale to [0, 1], mean/std) is done on the encoder's device.
 
 ``DecodePool`` keeps a bounded number of videos in flight, so decoding overlaps
-encoding; a video that raises, crashes its worker or exceeds the timeout under decord is
+encoding. Workers hand their frames back through shared memory (a pipe carries only the
+block's name), since pickling megabytes per video through one pipe capped the whole pool
+at a few hundred MB/s; a video that raises, crashes its worker or exceeds the timeout under decord is
 retried with PyAV, and a video that fails both becomes a recorded failure. A frame
 folder is read by the ``frames`` backend alone (PIL), at the frame rate its manifest row
 gives.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from multiprocessing import shared_memory
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -46,6 +49,7 @@ class DecodeRequest:
     window: tuple[float, float] | None
     geometries: tuple[GeometrySpec, ...]
     fps: float | None = None  # frame folders: their frame rate (None: DEFAULT_FOLDER_FPS)
+    keyframe_size: int = 0  # side of the keyframe to pick from the largest geometry (0 = none)
 
 
 @dataclass
@@ -58,6 +62,7 @@ class DecodedVideo:
     fps: float = 0.0
     backend: str = ""
     error: str | None = None
+    keyframe: np.ndarray | None = None  # uint8 [k, k, 3] when the request asked for one
 
     @property
     def num_valid(self) -> int:
@@ -232,10 +237,22 @@ def backends_for(path: str, backends: tuple[str, ...]) -> tuple[str, ...]:
     return ("frames",) if os.path.isdir(path) else tuple(b for b in backends if b != "frames")
 
 
+def keyframe(frames: np.ndarray, size: int) -> np.ndarray:
+    """The sampled frame (already square-cropped) with the most contrast, so not a black or
+    blank one, resized to ``size``; ties go to the earliest."""
+    contrast = frames.reshape(len(frames), -1).std(axis=1)
+    return apply_geometry(frames[int(np.argmax(contrast))][None], GeometrySpec(size))[0]
+
+
 def decode_video(request: DecodeRequest, backend: str) -> DecodedVideo:
-    """Run one backend; an expected failure comes back as ``DecodedVideo.error``."""
+    """Run one backend (and pick the keyframe, in the worker, off the main process);
+    an expected failure comes back as ``DecodedVideo.error``."""
     try:
-        return BACKENDS[backend](request)
+        video = BACKENDS[backend](request)
+        if request.keyframe_size:
+            largest = max(range(len(request.geometries)), key=lambda g: request.geometries[g].image_size)
+            video.keyframe = keyframe(video.frames[largest], request.keyframe_size)
+        return video
     except DecodeError as exc:
         return DecodedVideo(error=str(exc), backend=backend)
     except Exception as exc:  # noqa: BLE001 - any library error is a recorded failure, not a crash
@@ -257,6 +274,42 @@ def decode_with_fallback(request: DecodeRequest, backends: tuple[str, ...] = ("d
     return DecodedVideo(error="; ".join(errors), backend=backends[-1])
 
 
+@dataclass
+class SharedFrames:
+    """A worker's decoded video whose frame arrays wait in shared-memory blocks."""
+
+    video: DecodedVideo  # every field but the frames
+    blocks: list[tuple[str, tuple[int, ...]]]  # (block name, uint8 array shape) per geometry
+
+    def take(self) -> DecodedVideo:
+        """Copy the frames out and free the blocks (the receiving side owns them)."""
+        frames = []
+        for name, shape in self.blocks:
+            block = shared_memory.SharedMemory(name=name)
+            try:
+                frames.append(np.ndarray(shape, np.uint8, buffer=block.buf).copy())
+            finally:
+                block.close()
+                block.unlink()
+        self.video.frames = frames
+        return self.video
+
+
+def decode_to_shared(request: DecodeRequest, backend: str) -> DecodedVideo | SharedFrames:
+    """``decode_video`` for a worker process: the frames go back through shared memory."""
+    video = decode_video(request, backend)
+    if video.error is not None or not video.frames:
+        return video
+    blocks = []
+    for frames in video.frames:
+        block = shared_memory.SharedMemory(create=True, size=max(1, frames.nbytes))
+        np.ndarray(frames.shape, np.uint8, buffer=block.buf)[...] = frames
+        blocks.append((block.name, frames.shape))
+        block.close()
+    video.frames = []
+    return SharedFrames(video, blocks)
+
+
 class DecodePool:
     """Decode videos in worker processes with a per-video timeout, yielding results in order.
 
@@ -276,6 +329,7 @@ class DecodePool:
             from pebble import ProcessPool
 
             self._pool = ProcessPool(max_workers=self.workers, context=multiprocessing.get_context("spawn"))
+            self._pool.schedule(os.getpid)  # start the workers now: they boot while the caller loads its encoders
         return self
 
     def __exit__(self, *exc) -> None:
@@ -285,7 +339,7 @@ class DecodePool:
             self._pool = None
 
     def _schedule(self, request: DecodeRequest, backend: str):
-        return self._pool.schedule(decode_video, args=(request, backend), timeout=self.timeout_s)
+        return self._pool.schedule(decode_to_shared, args=(request, backend), timeout=self.timeout_s)
 
     def _resolve(self, request: DecodeRequest, future, backends: tuple[str, ...], errors: list[str]) -> DecodedVideo:
         """Wait for one video, falling back to the next of its backends on any failure."""
@@ -298,6 +352,8 @@ class DecodePool:
             result = DecodedVideo(error=f"{backend}: timed out after {self.timeout_s:g} s", backend=backend)
         except ProcessExpired as exc:
             result = DecodedVideo(error=f"{backend}: worker died (exit code {exc.exitcode})", backend=backend)
+        if isinstance(result, SharedFrames):
+            result = result.take()
         if result.error is None:
             return result
         errors.append(result.error)
@@ -312,17 +368,32 @@ class DecodePool:
                 yield decode_with_fallback(request, self.backends)
             return
         pending: deque = deque()
-        for request in requests:
-            problem = file_problem(request.path)
-            if problem:
-                pending.append((request, (), DecodedVideo(error=problem)))
-                continue
-            backends = backends_for(request.path, self.backends)
-            pending.append((request, backends, self._schedule(request, backends[0])))
-            if len(pending) >= self.lookahead:
+        try:
+            for request in requests:
+                problem = file_problem(request.path)
+                if problem:
+                    pending.append((request, (), DecodedVideo(error=problem)))
+                    continue
+                backends = backends_for(request.path, self.backends)
+                pending.append((request, backends, self._schedule(request, backends[0])))
+                if len(pending) >= self.lookahead:
+                    yield self._result(*pending.popleft())
+            while pending:
                 yield self._result(*pending.popleft())
-        while pending:
-            yield self._result(*pending.popleft())
+        finally:  # the consumer stopped early: free the frames already waiting in shared memory
+            for _, _, future in pending:
+                self._discard(future)
+
+    @staticmethod
+    def _discard(future) -> None:
+        if isinstance(future, DecodedVideo) or (not future.running() and future.cancel()):
+            return  # cancelling a running task would kill its worker, maybe holding a block
+        try:
+            result = future.result()
+        except Exception:  # noqa: BLE001 - a failed video holds no shared memory
+            return
+        if isinstance(result, SharedFrames):
+            result.take()
 
     def _result(self, request: DecodeRequest, backends: tuple[str, ...], future) -> DecodedVideo:
         return future if isinstance(future, DecodedVideo) else self._resolve(request, future, backends, [])

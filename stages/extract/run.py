@@ -31,7 +31,7 @@ from cache.store import SCHEMA_VERSION, ArraySpec, Store
 from stages.device import autocast_dtype, resolve_device
 from stages.distributed import RankInfo, wait_for
 from stages.extract.config import ExtractConfig, TextEncoderConfig
-from stages.extract.decode import DecodePool, DecodeRequest, GeometrySpec, apply_geometry
+from stages.extract.decode import DecodePool, DecodeRequest
 from stages.data import CAPTION_ROW, VIDEO_ROW, store_splits
 from stages.extract.encoders import (
     MAX_WORDS_KINDS,
@@ -392,16 +392,16 @@ class Extractor:
         todo, skipped = self._todo(store, FRAMES_UNIT)
         if not todo:
             return 0, skipped
-        encoders = [self.frame_encoder(f.name) for f in self.cfg.frame_encoders]
         paths = [str(p) for p in self.manifest.video_paths()]
         windows, rates, ids = self.manifest.windows(), self.manifest.frame_rates(), self.manifest.video_ids
-        geometries = tuple(dict.fromkeys(e.geometry for e in encoders))
         total = sum(hi - lo for _, lo, hi in todo)
-        bar = tqdm(total=total, desc="frames", unit="video", disable=not self.progress)
         with DecodePool(self.cfg.decode.workers, self.cfg.decode.timeout_s, tuple(self.cfg.decode.backends)) as pool:
+            encoders = [self.frame_encoder(f.name) for f in self.cfg.frame_encoders]  # while the workers start
+            geometries = tuple(dict.fromkeys(e.geometry for e in encoders))
+            bar = tqdm(total=total, desc="frames", unit="video", disable=not self.progress)
             for shard, lo, hi in todo:
                 requests = (
-                    DecodeRequest(paths[i], self.cfg.sampling.sampler, self.cfg.sampling.num_frames, windows[i], geometries, rates[i])
+                    DecodeRequest(paths[i], self.cfg.sampling.sampler, self.cfg.sampling.num_frames, windows[i], geometries, rates[i], self.cfg.keyframe_size)
                     for i in range(lo, hi)
                 )
                 arrays, failures = self._encode_shard(encoders, geometries, pool.imap(requests), ids[lo:hi], bar)
@@ -418,7 +418,6 @@ class Extractor:
         masks = {e_cfg.name: np.zeros((n, num_frames), bool) for e_cfg in self.cfg.frame_encoders}
         size = self.cfg.keyframe_size
         keyframes = np.zeros((n, size, size, 3), np.uint8) if size else None
-        largest = max(range(len(geometries)), key=lambda g: geometries[g].image_size)
         failures: list[dict] = []
         batch: list[tuple[int, object]] = []
 
@@ -444,7 +443,7 @@ class Extractor:
                 failures.append({"video_id": video_ids[row], "stage": "decode", "reason": video.error})
             else:
                 if keyframes is not None:
-                    keyframes[row] = keyframe(video.frames[largest], size)
+                    keyframes[row] = video.keyframe
                 batch.append((row, video))
                 if len(batch) >= VIDEO_BATCH:
                     flush()
@@ -549,13 +548,6 @@ class Extractor:
         for shard, _, _ in todo:
             store.mark_done(DENOISE_UNIT, shard)
         return len(todo), skipped
-
-
-def keyframe(frames: np.ndarray, size: int) -> np.ndarray:
-    """The sampled frame (already square-cropped) with the most contrast, so not a black or
-    blank one, resized to ``size``; ties go to the earliest."""
-    contrast = frames.reshape(len(frames), -1).std(axis=1)
-    return apply_geometry(frames[int(np.argmax(contrast))][None], GeometrySpec(size))[0]
 
 
 def matched_inputs(store: Store, head: TeacherHead, lo: int, hi: int, video_index: np.ndarray, device: torch.device) -> tuple[dict, dict]:

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,6 +102,22 @@ def test_pool_keeps_order_and_records_timeouts(tmp_path):
     with DecodePool(workers=1, timeout_s=0.001) as pool:
         (late,) = list(pool.imap(requests[:1]))
     assert "decord: timed out" in late.error and "pyav: timed out" in late.error
+
+
+def _shared_blocks() -> set[str]:
+    return {p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(("psm_", "wnsm_"))}
+
+
+def test_pooled_frames_equal_in_process_ones_and_leave_no_shared_memory():
+    requests = [_request(c, frames=3) for c in CLIPS[:3]] * 3
+    before = _shared_blocks()
+    with DecodePool(workers=2, timeout_s=60) as pool:
+        pooled = list(pool.imap(requests))
+        first = next(iter(pool.imap(requests)))  # a consumer that stops after one video
+    for video, request in zip(pooled, requests):
+        np.testing.assert_array_equal(video.frames[0], decode_with_fallback(request).frames[0])
+    assert first.error is None
+    assert _shared_blocks() - before == set()
 
 
 def test_unknown_backend_is_refused():
