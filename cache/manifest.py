@@ -17,6 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cache.location import Location
+
 VIDEOS_FILE = "videos.parquet"
 CAPTIONS_FILE = "captions.parquet"
 FAILURES_FILE = "failures.parquet"
@@ -155,7 +157,7 @@ def write_manifest(
 ) -> Manifest:
     """Validate and write ``videos.parquet`` and ``captions.parquet`` under ``root``; video
     paths are relative to ``video_root`` (default: ``root``), which the manifest records.
-    Each file is written to a temporary name and renamed, so a failure leaves the old ones."""
+    Each file is written whole or not at all (``Location.write_parquet``), so a failure leaves the old ones."""
     root = Path(root)
     vroot = Path(video_root) if video_root is not None else None
     vt, ct = _as_table(videos, VIDEO_SCHEMA), _as_table(captions, CAPTION_SCHEMA)
@@ -164,9 +166,7 @@ def write_manifest(
     if vroot is not None:
         vt = vt.replace_schema_metadata({VIDEO_ROOT_KEY: _stored_video_root(root, vroot).encode()})
     for table, name in ((vt, VIDEOS_FILE), (ct, CAPTIONS_FILE)):
-        tmp = root / f".{name}.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, root / name)
+        Location(root / name).write_parquet(table)
     return Manifest(root, vt, ct, vroot.resolve() if vroot is not None else None)
 
 
