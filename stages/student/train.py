@@ -49,6 +49,7 @@ class ObjectiveConfig:
     w_distill: float = opt(1.0, "teachtext: weight of the SmoothL1 distillation term (0 = the ranking loss alone)")
     mckd_tau: float = opt(1.0, "mckd: temperature of the relation softmaxes")
     mckd_margin: float = opt(0.2, "mckd: margin of the hardest-negative discrimination loss")
+    mckd_relations: bool = opt(False, "mckd: also distil text-text and video-video relations, each text (video) described by its row (column) of batch logits")
 
 
 @dataclass
@@ -157,7 +158,8 @@ def objective_loss(cfg: ObjectiveConfig, student: Student, S, frame_logits, mask
     elif cfg.kind == "mckd":
         parts["infonce"] = infonce(S)
         teacher = torch.stack(bank.logits(arrays)).mean(0)
-        parts["mckd"] = mckd(S, teacher, cfg.mckd_tau, cfg.mckd_margin)
+        profiles = {"student_text": S, "student_video": S.T, "teacher_text": teacher, "teacher_video": teacher.T} if cfg.mckd_relations else {}
+        parts["mckd"] = mckd(S, teacher, cfg.mckd_tau, cfg.mckd_margin, **profiles)
         parts["total"] = parts["infonce"] + parts["mckd"]
     else:
         raise ValueError(f"objective.kind = {cfg.kind!r}; choose one of {OBJECTIVES}")

@@ -81,3 +81,18 @@ def test_mckd_is_small_for_an_identical_well_separated_teacher():
     s = torch.eye(4) * 10
     assert mckd(s, s.clone(), margin=0.2).item() == pytest.approx(0.0, abs=1e-4)
     assert mckd(torch.zeros(4, 4), s).item() > 1.0
+
+
+def test_mckd_relations_add_the_text_and_video_relation_terms():
+    torch.manual_seed(0)
+    s, t = torch.randn(5, 5), torch.randn(5, 5)
+
+    def relation_kl(a, b):  # KL(softmax(cos(b rows)) || softmax(cos(a rows))), batch mean
+        ra, rb = (torch.nn.functional.normalize(x, dim=-1) @ torch.nn.functional.normalize(x, dim=-1).T for x in (a, b))
+        return (rb.softmax(-1) * (rb.log_softmax(-1) - ra.log_softmax(-1))).sum(-1).mean()
+
+    plain = mckd(s, t)
+    with_relations = mckd(s, t, student_text=s, student_video=s.T, teacher_text=t, teacher_video=t.T)
+    expected = plain + relation_kl(s, t) + relation_kl(s.T, t.T)
+    assert with_relations.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert with_relations.item() > plain.item()

@@ -70,6 +70,19 @@ def test_every_objective_trains_from_the_store_only(tiny_store, tmp_path, no_vid
     assert saved["test"] == result["test"] and f"{result['test']['t2v']['R1']:.1f}" in (tmp_path / "metrics.md").read_text()
 
 
+def test_mckd_relations_enter_the_training_loss(tiny_store, tmp_path):
+    losses = {}
+    for relations in (False, True):
+        cfg = _train_cfg(tmp_path / str(relations), "mckd", epochs_override=1)
+        cfg.objective.mckd_relations = relations
+        with Store.open(tiny_store.store) as store:
+            epoch = train_student(cfg, store, progress=False)["history"][0]
+        assert epoch["steps"] == 1  # one batch holds all 4 training videos: both runs score the same batch
+        losses[relations] = epoch["loss"]
+    assert losses[True]["infonce"] == losses[False]["infonce"]  # same first batch, same student
+    assert losses[True]["mckd"] > losses[False]["mckd"]  # plus two relation KL terms (non-negative)
+
+
 def test_training_is_deterministic_on_cpu(tiny_store, tmp_path):
     with Store.open(tiny_store.store) as store:
         a = train_student(_train_cfg(tmp_path / "a"), store, progress=False)
