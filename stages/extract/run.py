@@ -15,6 +15,7 @@ No collective is used: ranks wait on the store's markers.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -395,16 +396,20 @@ class Extractor:
         paths = [str(p) for p in self.manifest.video_paths()]
         windows, rates, ids = self.manifest.windows(), self.manifest.frame_rates(), self.manifest.video_ids
         total = sum(hi - lo for _, lo, hi in todo)
-        with DecodePool(self.cfg.decode.workers, self.cfg.decode.timeout_s, tuple(self.cfg.decode.backends)) as pool:
+        workers = self.cfg.decode.workers
+        # in flight: two encoder batches at least, so the workers decode on while a batch encodes
+        with DecodePool(workers, self.cfg.decode.timeout_s, tuple(self.cfg.decode.backends), max(2 * VIDEO_BATCH, 8 * workers)) as pool:
             encoders = [self.frame_encoder(f.name) for f in self.cfg.frame_encoders]  # while the workers start
             geometries = tuple(dict.fromkeys(e.geometry for e in encoders))
             bar = tqdm(total=total, desc="frames", unit="video", disable=not self.progress)
+            requests = (
+                DecodeRequest(paths[i], self.cfg.sampling.sampler, self.cfg.sampling.num_frames, windows[i], geometries, rates[i], self.cfg.keyframe_size)
+                for _, lo, hi in todo
+                for i in range(lo, hi)
+            )
+            decoded = pool.imap(requests)  # one stream over every shard to do: no drain between shards
             for shard, lo, hi in todo:
-                requests = (
-                    DecodeRequest(paths[i], self.cfg.sampling.sampler, self.cfg.sampling.num_frames, windows[i], geometries, rates[i], self.cfg.keyframe_size)
-                    for i in range(lo, hi)
-                )
-                arrays, failures = self._encode_shard(encoders, geometries, pool.imap(requests), ids[lo:hi], bar)
+                arrays, failures = self._encode_shard(encoders, geometries, itertools.islice(decoded, hi - lo), ids[lo:hi], bar)
                 for name, data in arrays.items():
                     store.write(name, lo, data)
                 store.mark_done(FRAMES_UNIT, shard, failures)
