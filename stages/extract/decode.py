@@ -295,17 +295,38 @@ class SharedFrames:
         return self.video
 
 
+SHM_DIR = "/dev/shm"
+SHM_RESERVE_ENV = "TEACHCACHE_SHM_RESERVE_MB"  # free shared memory to leave alone (default 256 MB)
+
+
+def shared_memory_room(nbytes: int) -> bool:
+    """Whether ``nbytes`` fit in shared memory with the reserve left free. A full tmpfs
+    kills the writer (SIGBUS) rather than raising, so frames go through the pipe instead
+    when room is short: Docker's default /dev/shm is 64 MB."""
+    try:
+        stat = os.statvfs(SHM_DIR)
+    except OSError:
+        return False
+    reserve = float(os.environ.get(SHM_RESERVE_ENV, "256")) * 2**20
+    return stat.f_bavail * stat.f_frsize >= nbytes + reserve
+
+
 def decode_to_shared(request: DecodeRequest, backend: str) -> DecodedVideo | SharedFrames:
-    """``decode_video`` for a worker process: the frames go back through shared memory."""
+    """``decode_video`` for a worker process: the frames go back through shared memory
+    where there is room, else (slower) pickled through the pipe."""
     video = decode_video(request, backend)
-    if video.error is not None or not video.frames:
+    if video.error is not None or not video.frames or not shared_memory_room(sum(f.nbytes for f in video.frames)):
         return video
     blocks = []
-    for frames in video.frames:
-        block = shared_memory.SharedMemory(create=True, size=max(1, frames.nbytes))
-        np.ndarray(frames.shape, np.uint8, buffer=block.buf)[...] = frames
-        blocks.append((block.name, frames.shape))
-        block.close()
+    try:
+        for frames in video.frames:
+            block = shared_memory.SharedMemory(create=True, size=max(1, frames.nbytes))
+            np.ndarray(frames.shape, np.uint8, buffer=block.buf)[...] = frames
+            blocks.append((block.name, frames.shape))
+            block.close()
+    except OSError:  # no shared memory after all: free what was made, use the pipe
+        SharedFrames(DecodedVideo(), blocks).take()
+        return video
     video.frames = []
     return SharedFrames(video, blocks)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import REAL_CLIPS
-from stages.extract.decode import DecodePool, DecodeRequest, GeometrySpec, apply_geometry, decode_video, decode_with_fallback
+from stages.extract.decode import DecodePool, DecodeRequest, GeometrySpec, apply_geometry, decode_video, decode_with_fallback, shared_memory_room
 
 CLIPS = sorted(REAL_CLIPS.glob("*.mp4"))
 
@@ -109,6 +109,8 @@ def _shared_blocks() -> set[str]:
 
 
 def test_pooled_frames_equal_in_process_ones_and_leave_no_shared_memory():
+    if not shared_memory_room(1):
+        pytest.skip("no room in /dev/shm: the pool uses the pipe here")
     requests = [_request(c, frames=3) for c in CLIPS[:3]] * 3
     before = _shared_blocks()
     with DecodePool(workers=2, timeout_s=60) as pool:
@@ -118,6 +120,18 @@ def test_pooled_frames_equal_in_process_ones_and_leave_no_shared_memory():
         np.testing.assert_array_equal(video.frames[0], decode_with_fallback(request).frames[0])
     assert first.error is None
     assert _shared_blocks() - before == set()
+
+
+def test_frames_go_through_the_pipe_when_shared_memory_is_short(monkeypatch):
+    requests = [_request(c, frames=3) for c in CLIPS[:2]]
+    monkeypatch.setenv("TEACHCACHE_SHM_RESERVE_MB", str(2**40))  # more than any machine has: workers inherit it
+    assert not shared_memory_room(1)
+    before = _shared_blocks()
+    with DecodePool(workers=1, timeout_s=60) as pool:
+        pooled = list(pool.imap(requests))
+    for video, request in zip(pooled, requests):
+        np.testing.assert_array_equal(video.frames[0], decode_with_fallback(request).frames[0])
+    assert _shared_blocks() == before
 
 
 def test_unknown_backend_is_refused():
