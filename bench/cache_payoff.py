@@ -57,8 +57,9 @@ from stages.extract.config import (  # noqa: E402
 from stages.extract.decode import DecodePool, DecodeRequest  # noqa: E402
 from stages.extract.encoders import FrameEncoder, ModelSpec, build_text_encoder  # noqa: E402
 from stages.extract.run import run_extraction  # noqa: E402
-from stages.student.model import Student, StudentConfig  # noqa: E402
-from stages.student.train import ObjectiveConfig, TeacherBank, TrainConfig, objective_loss, param_groups  # noqa: E402
+from stages.student.config import ObjectiveConfig, StudentConfig, TrainConfig  # noqa: E402
+from stages.student.model import Student  # noqa: E402
+from stages.student.train import TeacherBank, objective_loss, param_groups  # noqa: E402
 
 GOAL = 100.0  # online / cached at ViT-B-32 size
 GOAL_SIZE = "vit-b-32"

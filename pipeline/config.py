@@ -17,7 +17,7 @@ from pipeline.ablate import AblateConfig
 from pipeline.prepare import PrepareConfig
 from pipeline.synth import SynthConfig
 from stages.extract.config import ExtractConfig
-from stages.student.train import TrainConfig
+from stages.student.config import TrainConfig
 from stages.options import opt
 
 

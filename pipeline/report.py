@@ -15,7 +15,8 @@ from pathlib import Path
 
 from cache.fingerprint import fingerprint
 from cache.store import Store
-from stages.student.train import TrainConfig, train_student
+from stages.student.config import TrainConfig
+from stages.student.train import train_student
 from stages.teachers.registry import head_record, stored_teachers
 
 KEYS = ("R1", "R5", "R10")

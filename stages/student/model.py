@@ -8,29 +8,15 @@ trainable parameter lives in the heads below.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from stages.layers import TemporalEncoder, identity_linear
-from stages.options import opt
+from stages.student.config import VIDEO_HEADS, StudentConfig
 
-VIDEO_HEADS = ("meanP", "seqTransf")
 AFA_TEMPERATURE = 0.1  # aggregation temperature; the teaching distribution uses 1
-
-
-@dataclass
-class StudentConfig:
-    video_head: str = opt("seqTransf", "meanP (masked mean of normalised frames) or seqTransf (4 transformer layers, then meanP)")
-    layers: int = opt(4, "seqTransf: residual transformer layers over the frames")
-    heads: int = opt(4, "seqTransf: attention heads (must divide the frame width)")
-    max_frames: int = opt(64, "seqTransf: size of the frame position embedding table")
-    video_projection: bool = opt(True, "a linear video projection (identity-initialised): meanP has no other trainable video parameter")
-    afa: bool = opt(True, "TeachCLIP's attentional frame aggregation instead of the plain mean")
-    afa_masked: bool = opt(True, "mask padded frames in both AFA softmaxes (TeachCLIP does not: false reproduces it)")
-    logit_scale: float = opt(100.0, "initial logit scale (learnable, clamped to <= 100)")
 
 
 class AFA(nn.Module):

@@ -9,7 +9,8 @@ from cache.lock import StoreLocked, WriterLock
 from cache.store import Store
 from conftest import tiny_extract_config
 from stages.extract.run import run_extraction
-from stages.student.train import TrainConfig, train_student
+from stages.student.config import TrainConfig
+from stages.student.train import train_student
 
 
 def test_location_operations_on_an_object_store(tmp_path):

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stages.student.model import Student, StudentConfig
+from stages.student.config import StudentConfig
+from stages.student.model import Student
 
 
 def _inputs(b=3, f=4, d=8, t=6):

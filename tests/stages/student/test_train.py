@@ -10,8 +10,9 @@ from cache.store import Store, StoreMismatch
 from conftest import tiny_extract_config
 from stages.extract.run import run_extraction, store_fingerprint
 from stages.data import RamLoader, ShardLoader, load_split, split_rows
-from stages.student.model import Student, StudentConfig
-from stages.student.train import ObjectiveConfig, TrainConfig, loss_weights, param_groups, train_student
+from stages.student.config import ObjectiveConfig, StudentConfig, TrainConfig
+from stages.student.model import Student
+from stages.student.train import loss_weights, param_groups, train_student
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from cache.store import Store
 from conftest import tiny_extract_config
 from stages.extract.config import TeacherConfig, TextEncoderConfig
 from stages.extract.run import matched_inputs, open_extracted_store, run_extraction
-from stages.student.train import TeacherBank, TrainConfig, train_student
+from stages.student.config import TrainConfig
+from stages.student.train import TeacherBank, train_student
 from stages.teachers.base import TeacherError
 from stages.teachers.fit import ensemble_ranks, score_matrix, split_for, teacher_metrics
 from stages.teachers.registry import head_record, load_teacher, stored_teachers

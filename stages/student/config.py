@@ -1,0 +1,73 @@
+"""Stage two's settings, free of torch so that the CLI (and every decode worker, which
+imports the main program) starts fast: the student's heads, the objective, denoising,
+training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stages.options import opt
+
+VIDEO_HEADS = ("meanP", "seqTransf")
+
+
+@dataclass
+class StudentConfig:
+    video_head: str = opt("seqTransf", "meanP (masked mean of normalised frames) or seqTransf (4 transformer layers, then meanP)")
+    layers: int = opt(4, "seqTransf: residual transformer layers over the frames")
+    heads: int = opt(4, "seqTransf: attention heads (must divide the frame width)")
+    max_frames: int = opt(64, "seqTransf: size of the frame position embedding table")
+    video_projection: bool = opt(True, "a linear video projection (identity-initialised): meanP has no other trainable video parameter")
+    afa: bool = opt(True, "TeachCLIP's attentional frame aggregation instead of the plain mean")
+    afa_masked: bool = opt(True, "mask padded frames in both AFA softmaxes (TeachCLIP does not: false reproduces it)")
+    logit_scale: float = opt(100.0, "initial logit scale (learnable, clamped to <= 100)")
+
+
+OBJECTIVES = ("infonce", "teachclip", "teachtext", "mckd")
+
+
+@dataclass
+class ObjectiveConfig:
+    kind: str = opt("teachclip", "infonce | teachclip (coarse + fine teaching) | teachtext | mckd (our reading)")
+    teachers: list[str] = opt(["dual"], "names of [[extract.teachers]] whose cached outputs teach the student")
+    coarse: str = opt("pear", "coarse teaching: pear | ce | l1 (METHOD 4b)")
+    fine: str = opt("ce", "fine teaching of AFA: ce | pear | l1 (METHOD 4c); needs student.afa")
+    fine_temperature: float = opt(1.0, "temperature of the teacher's relevance softmax (TeachCLIP: 1)")
+    w_infonce: float = opt(-1.0, "weight of InfoNCE; -1 = METHOD 4d's (0.2 with pear coarse, 1 with ce)")
+    w_coarse: float = opt(-1.0, "weight of coarse teaching; -1 = METHOD 4d's (1 with pear, 10 with ce)")
+    w_fine: float = opt(-1.0, "weight of fine teaching; -1 = METHOD 4d's (2 with pear coarse, 1 with ce)")
+    rank_loss: str = opt("max_margin", "teachtext: max_margin (margin 0.0938) or infonce")
+    margin: float = opt(0.0938, "teachtext: max-margin ranking margin")
+    w_distill: float = opt(1.0, "teachtext: weight of the SmoothL1 distillation term (0 = the ranking loss alone)")
+    mckd_tau: float = opt(1.0, "mckd: temperature of the relation softmaxes")
+    mckd_margin: float = opt(0.2, "mckd: margin of the hardest-negative discrimination loss")
+    mckd_relations: bool = opt(False, "mckd: also distil text-text and video-video relations, each text (video) described by its row (column) of batch logits")
+
+
+@dataclass
+class DenoiseConfig:
+    top_k: int = opt(0, "drop training captions whose own video the teacher ensemble ranks beyond K (0 = keep all; TeachText: 100, 80)")
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = opt("runs/demo/student", "where checkpoints, the resolved config and metrics go")
+    text: str = opt("clip", "text encoder whose cached sentence vectors the student reads")
+    frames: str = opt("clip", "frame encoder whose cached frame features the student reads")
+    student: StudentConfig = opt(StudentConfig(), "the student's heads")
+    objective: ObjectiveConfig = opt(ObjectiveConfig(), "what the student learns from")
+    denoise: DenoiseConfig = opt(DenoiseConfig(), "TeachText's removal of noisy training captions (METHOD section 6)")
+    epochs: int = opt(15, "training epochs (each video once per epoch, one random caption)")
+    batch_size: int = opt(64, "videos (and captions) per step: B of METHOD section 4")
+    lr: float = opt(1e-4, "base learning rate (AdamW, 10 % warm-up then cosine)")
+    afa_lr_multiplier: float = opt(10.0, "AFA learns at this multiple of the base rate")
+    weight_decay: float = opt(0.2, "AdamW weight decay (none on biases, norms and the logit scale)")
+    warmup: float = opt(0.1, "fraction of the steps spent warming up")
+    grad_clip: float = opt(1.0, "gradient-norm clip")
+    seed: int = opt(0, "seed of the initialisation and the batch order")
+    device: str = opt("auto", "auto (CUDA when present), cpu, cuda ...")
+    loader: str = opt("ram", "ram (the split's arrays in RAM) or stream (whole store shards, shuffled in a buffer)")
+    buffer_shards: int = opt(4, "stream: store shards read into the shuffle buffer at a time")
+    eval_batch: int = opt(1024, "videos or captions encoded per evaluation step")
+    keep_epoch_weights: bool = opt(False, "also keep every epoch's weights in checkpoints/ (best.safetensors and last.pt are always written)")
+    val_split: str = opt("val", "split that selects the best epoch: val, or test for benchmarks without one (MSR-VTT 1k-A, ActivityNet: the papers' protocol, which makes test numbers optimistic)")
