@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from multiprocessing import shared_memory
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from multiprocessing import shared_memory
 
 import numpy as np
 
@@ -374,7 +374,10 @@ class DecodePool:
         except ProcessExpired as exc:
             result = DecodedVideo(error=f"{backend}: worker died (exit code {exc.exitcode})", backend=backend)
         if isinstance(result, SharedFrames):
-            result = result.take()
+            try:
+                result = result.take()
+            except OSError as exc:  # a block removed under us (someone cleaned /dev/shm): retry or record
+                result = DecodedVideo(error=f"{backend}: frames lost in shared memory ({exc})", backend=backend)
         if result.error is None:
             return result
         errors.append(result.error)

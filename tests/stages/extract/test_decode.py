@@ -134,6 +134,18 @@ def test_frames_go_through_the_pipe_when_shared_memory_is_short(monkeypatch):
     assert _shared_blocks() == before
 
 
+def test_frames_lost_in_shared_memory_become_a_recorded_failure():
+    from concurrent.futures import Future
+
+    from stages.extract.decode import DecodedVideo, SharedFrames
+
+    lost = Future()
+    lost.set_result(SharedFrames(DecodedVideo(), [("psm_teachcache_missing", (1, 2, 2, 3))]))
+    with DecodePool(workers=0, timeout_s=1) as pool:
+        video = pool._resolve(_request(CLIPS[0]), lost, ("decord",), [])
+    assert video.error.startswith("decord: frames lost in shared memory")
+
+
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="unknown decode backend 'opencv'"):
         DecodePool(0, 1.0, ("opencv",))
