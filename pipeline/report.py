@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cache.fingerprint import fingerprint
 from cache.store import Store
-from stages.student.config import TrainConfig
+from stages.student.config import TrainConfig, results_config
 from stages.student.train import train_student
 from stages.teachers.registry import head_record, stored_teachers
 
@@ -27,7 +27,7 @@ def baseline_config(train: TrainConfig, store: Store) -> TrainConfig:
     """The InfoNCE-only student of this training config, in a folder keyed by store and config."""
     cfg = copy.deepcopy(train)
     cfg.objective.kind, cfg.denoise.top_k, cfg.run_dir = "infonce", 0, ""
-    key = fingerprint({"store": store.fingerprint, "train": asdict(cfg)})[:12]
+    key = fingerprint({"store": store.fingerprint, "train": results_config(asdict(cfg))})[:12]
     cfg.run_dir = str(store.scratch(BASELINE_DIR) / f"baseline-{key}")
     return cfg
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import secrets
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -282,15 +283,22 @@ class SharedFrames:
     blocks: list[tuple[str, tuple[int, ...]]]  # (block name, uint8 array shape) per geometry
 
     def take(self) -> DecodedVideo:
-        """Copy the frames out and free the blocks (the receiving side owns them)."""
-        frames = []
+        """Copy the frames out and free the blocks (the receiving side owns them). Every
+        block is freed even when one is missing; then OSError."""
+        frames, lost = [], None
         for name, shape in self.blocks:
-            block = shared_memory.SharedMemory(name=name)
+            try:
+                block = shared_memory.SharedMemory(name=name)
+            except OSError as exc:
+                lost = exc
+                continue
             try:
                 frames.append(np.ndarray(shape, np.uint8, buffer=block.buf).copy())
             finally:
                 block.close()
                 block.unlink()
+        if lost is not None:
+            raise lost
         self.video.frames = frames
         return self.video
 
@@ -307,20 +315,31 @@ def shared_memory_room(nbytes: int) -> bool:
         stat = os.statvfs(SHM_DIR)
     except OSError:
         return False
-    reserve = float(os.environ.get(SHM_RESERVE_ENV, "256")) * 2**20
-    return stat.f_bavail * stat.f_frsize >= nbytes + reserve
+    return stat.f_bavail * stat.f_frsize >= nbytes + shared_memory_reserve()
 
 
-def decode_to_shared(request: DecodeRequest, backend: str) -> DecodedVideo | SharedFrames:
+def shared_memory_reserve() -> float:
+    """Bytes of /dev/shm to leave free (``TEACHCACHE_SHM_RESERVE_MB``, default 256)."""
+    raw = os.environ.get(SHM_RESERVE_ENV, "256")
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = -1.0
+    if not mb >= 0:
+        raise ValueError(f"{SHM_RESERVE_ENV}={raw!r}: give the megabytes of /dev/shm to leave free, a number >= 0")
+    return mb * 2**20
+
+
+def decode_to_shared(request: DecodeRequest, backend: str, prefix: str) -> DecodedVideo | SharedFrames:
     """``decode_video`` for a worker process: the frames go back through shared memory
-    where there is room, else (slower) pickled through the pipe."""
+    (blocks named ``prefix...``) where there is room, else (slower) pickled through the pipe."""
     video = decode_video(request, backend)
     if video.error is not None or not video.frames or not shared_memory_room(sum(f.nbytes for f in video.frames)):
         return video
     blocks = []
     try:
         for frames in video.frames:
-            block = shared_memory.SharedMemory(create=True, size=max(1, frames.nbytes))
+            block = shared_memory.SharedMemory(name=f"{prefix}{secrets.token_hex(4)}", create=True, size=max(1, frames.nbytes))
             np.ndarray(frames.shape, np.uint8, buffer=block.buf)[...] = frames
             blocks.append((block.name, frames.shape))
             block.close()
@@ -343,6 +362,9 @@ class DecodePool:
                 raise ValueError(f"unknown decode backend {b!r}; choose from {sorted(BACKENDS)}")
         self.workers, self.timeout_s, self.backends = workers, timeout_s, backends
         self.lookahead = lookahead or max(4, 8 * max(1, workers))
+        self.block_prefix = f"tc{os.getpid()}_{secrets.token_hex(3)}_"  # this pool's shared-memory blocks (macOS: names <= 31)
+        if workers > 0:
+            shared_memory_reserve()  # a bad setting is refused here, not in every worker
         self._pool = None
 
     def __enter__(self) -> "DecodePool":
@@ -358,9 +380,23 @@ class DecodePool:
             self._pool.stop()
             self._pool.join()
             self._pool = None
+            self._sweep_blocks()
+
+    def _sweep_blocks(self) -> None:
+        """Free the blocks no one will read: made by workers killed (timeout, stop) after
+        writing them, or results dropped after their timeout."""
+        try:
+            names = [n for n in os.listdir(SHM_DIR) if n.startswith(self.block_prefix)]
+        except OSError:
+            return
+        for name in names:
+            try:
+                SharedFrames(DecodedVideo(), [(name, (0,))]).take()
+            except OSError:
+                pass
 
     def _schedule(self, request: DecodeRequest, backend: str):
-        return self._pool.schedule(decode_to_shared, args=(request, backend), timeout=self.timeout_s)
+        return self._pool.schedule(decode_to_shared, args=(request, backend, self.block_prefix), timeout=self.timeout_s)
 
     def _resolve(self, request: DecodeRequest, future, backends: tuple[str, ...], errors: list[str]) -> DecodedVideo:
         """Wait for one video, falling back to the next of its backends on any failure."""
@@ -408,16 +444,17 @@ class DecodePool:
             for _, _, future in pending:
                 self._discard(future)
 
-    @staticmethod
-    def _discard(future) -> None:
-        if isinstance(future, DecodedVideo) or (not future.running() and future.cancel()):
+    def _discard(self, future) -> None:
+        """Free a video nobody will read. The wait is bounded: a stopped pool never settles
+        its futures, and ``__exit__`` sweeps whatever is left."""
+        if isinstance(future, DecodedVideo) or self._pool is None or (not future.running() and future.cancel()):
             return  # cancelling a running task would kill its worker, maybe holding a block
         try:
-            result = future.result()
-        except Exception:  # noqa: BLE001 - a failed video holds no shared memory
+            result = future.result(timeout=self.timeout_s)
+            if isinstance(result, SharedFrames):
+                result.take()
+        except Exception:  # noqa: BLE001 - a failed, late or lost video holds nothing to free
             return
-        if isinstance(result, SharedFrames):
-            result.take()
 
     def _result(self, request: DecodeRequest, backends: tuple[str, ...], future) -> DecodedVideo:
         return future if isinstance(future, DecodedVideo) else self._resolve(request, future, backends, [])

@@ -14,6 +14,7 @@ No collective is used: ranks wait on the store's markers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import time
@@ -407,13 +408,14 @@ class Extractor:
                 for _, lo, hi in todo
                 for i in range(lo, hi)
             )
-            decoded = pool.imap(requests)  # one stream over every shard to do: no drain between shards
-            for shard, lo, hi in todo:
-                arrays, failures = self._encode_shard(encoders, geometries, itertools.islice(decoded, hi - lo), ids[lo:hi], bar)
-                for name, data in arrays.items():
-                    store.write(name, lo, data)
-                store.mark_done(FRAMES_UNIT, shard, failures)
-        bar.close()
+            # one stream over every shard to do (no drain between shards), closed while the pool lives
+            with contextlib.closing(pool.imap(requests)) as decoded:
+                for shard, lo, hi in todo:
+                    arrays, failures = self._encode_shard(encoders, geometries, itertools.islice(decoded, hi - lo), ids[lo:hi], bar)
+                    for name, data in arrays.items():
+                        store.write(name, lo, data)
+                    store.mark_done(FRAMES_UNIT, shard, failures)
+            bar.close()
         return len(todo), skipped
 
     def _encode_shard(self, encoders, geometries, decoded, video_ids, bar) -> tuple[dict[str, np.ndarray], list[dict]]:

@@ -4,7 +4,8 @@ training."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from stages.options import opt
 
@@ -71,3 +72,20 @@ class TrainConfig:
     eval_batch: int = opt(1024, "videos or captions encoded per evaluation step")
     keep_epoch_weights: bool = opt(False, "also keep every epoch's weights in checkpoints/ (best.safetensors and last.pt are always written)")
     val_split: str = opt("val", "split that selects the best epoch: val, or test for benchmarks without one (MSR-VTT 1k-A, ActivityNet: the papers' protocol, which makes test numbers optimistic)")
+
+
+NO_EFFECT_ON_RESULTS = ("keep_epoch_weights",)  # TrainConfig fields that change what is kept, not what is learnt
+
+
+def results_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A (possibly older) run's ``asdict(TrainConfig)`` as it bears on results: fields it
+    lacks take today's defaults, fields that change nothing learnt are left out. ``--resume``
+    and cached baselines compare configs by this."""
+
+    def filled(value: Any, default: Any) -> Any:
+        if isinstance(default, dict) and isinstance(value, dict):
+            return {k: filled(value.get(k, d), d) for k, d in default.items()}
+        return value
+
+    config = filled(saved, asdict(TrainConfig()))
+    return {k: v for k, v in config.items() if k not in NO_EFFECT_ON_RESULTS}

@@ -26,7 +26,7 @@ from stages.device import resolve_device
 from stages.distributed import RankInfo, gather_rows, rank_sizes, start_process_group
 from stages.losses import coarse_teaching, fine_teaching, infonce, max_margin_ranking, mckd, teachtext_distillation
 from stages.metrics import retrieval_metrics
-from stages.student.config import OBJECTIVES, ObjectiveConfig, TrainConfig
+from stages.student.config import OBJECTIVES, ObjectiveConfig, TrainConfig, results_config
 from stages.student.model import Student
 from stages.teachers.base import TeacherHead
 from stages.teachers.registry import load_teacher, stored_teachers
@@ -271,7 +271,7 @@ def _train(cfg: TrainConfig, store: Store, progress: bool, resume: bool, rank: R
     state_path = run_dir / "last.pt"
     if resume and state_path.exists():
         state = torch.load(state_path, weights_only=False)
-        if state["config"] != asdict(cfg):
+        if results_config(state["config"]) != results_config(asdict(cfg)):
             raise ValueError(f"--resume: {run_dir} was started with another [train] config; use a new run_dir or the same config")
         student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])

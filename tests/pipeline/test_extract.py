@@ -1,6 +1,9 @@
 """Stage one end to end on a tiny generated data set (CPU, seconds)."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -64,6 +67,45 @@ def test_decoding_in_worker_processes_gives_the_same_store(tiny_data, tmp_path):
     run_extraction(tiny_extract_config(tiny_data, tmp_path / "m"), progress=False)
     for name, data in _arrays(tmp_path / "w").items():
         np.testing.assert_array_equal(data, _arrays(tmp_path / "m")[name])
+
+
+ENCODER_FAILS = """
+import sys
+from pathlib import Path
+sys.path.append("tests")  # after the project: tests/stages mirrors the package's name
+from conftest import tiny_extract_config
+from stages.extract import encoders
+from stages.extract.run import run_extraction
+
+real, calls = encoders.FrameEncoder.encode, []
+
+def encode(self, frames):  # fails as a GPU out of memory would, while the worker decodes on
+    calls.append(1)
+    if len(calls) > int(sys.argv[3]):
+        raise RuntimeError("CUDA out of memory (simulated)")
+    return real(self, frames)
+
+encoders.FrameEncoder.encode = encode
+cfg = tiny_extract_config(Path(sys.argv[1]), Path(sys.argv[2]))
+cfg.decode.workers = 1
+try:
+    run_extraction(cfg, progress=False)
+except RuntimeError as exc:
+    print("stopped:", exc)
+"""
+
+
+@pytest.mark.parametrize("good_batches", [0, 1])
+def test_an_error_mid_stream_with_decode_workers_stops_promptly_keeping_finished_shards(tiny_data, tmp_path, good_batches):
+    shm = Path("/dev/shm")
+    blocks = (lambda: {p.name for p in shm.iterdir()}) if shm.is_dir() else set
+    before = blocks()
+    args = [sys.executable, "-c", ENCODER_FAILS, str(tiny_data), str(tmp_path / "s"), str(good_batches)]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parents[2])  # it hung here
+    assert out.returncode == 0 and "stopped: CUDA out of memory (simulated)" in out.stdout, out.stderr[-2000:]
+    with Store.open(tmp_path / "s", require_complete=False) as store:
+        assert [store.is_done("frames", shard) for shard in (0, 1)] == [good_batches == 1, False]
+    assert blocks() - before == set() and "leaked" not in out.stderr  # no shared-memory block left behind
 
 
 def test_rerun_skips_and_resume_after_a_crash_recomputes_only_the_lost_shard(tiny_data, tmp_path):
