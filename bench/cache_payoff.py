@@ -27,7 +27,6 @@ Prints the figures and writes JSON (``--out``/cache_payoff.json).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, median, sync, verdict, write_json  # noqa: E402
+from common import arguments, environment, median, sync, verdict, write_json  # noqa: E402
 
 from cache.manifest import read_manifest  # noqa: E402
 from cache.store import Store  # noqa: E402
@@ -342,8 +341,7 @@ def measure_size(name: str, spec: dict, args, out: Path, device: torch.device) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/bench")
+    parser = arguments(__doc__)
     parser.add_argument("--sizes", default="demo,vit-b-32", help="comma-separated: demo, vit-b-32")
     parser.add_argument("--demo-batch", type=int, default=64, help="demo size: videos per step (configs/demo.toml: 64)")
     parser.add_argument("--demo-steps", type=int, default=2, help="demo size: online steps timed (the data set has batch x steps videos)")

@@ -13,23 +13,25 @@ Prints the ratios and writes JSON (``--out``/extraction.json).
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cache.manifest import read_manifest
-from cache.store import Store
-from pipeline.synth import SynthConfig, generate
-from stages.device import resolve_device
-from stages.extract.config import DecodeConfig, ExtractConfig, FrameEncoderConfig, StoreLayoutConfig
-from stages.extract.decode import DecodePool, DecodeRequest
-from stages.extract.encoders import FrameEncoder, ModelSpec
-from stages.extract.run import run_extraction
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import arguments, verdict, write_json  # noqa: E402
+
+from cache.manifest import read_manifest  # noqa: E402
+from cache.store import Store  # noqa: E402
+from pipeline.synth import SynthConfig, generate  # noqa: E402
+from stages.device import resolve_device  # noqa: E402
+from stages.extract.config import DecodeConfig, ExtractConfig, FrameEncoderConfig, StoreLayoutConfig  # noqa: E402
+from stages.extract.decode import DecodePool, DecodeRequest  # noqa: E402
+from stages.extract.encoders import FrameEncoder, ModelSpec  # noqa: E402
+from stages.extract.run import run_extraction  # noqa: E402
 
 
 def _data(root: Path, videos: int) -> Path:
@@ -63,8 +65,7 @@ def standin_overlap(cfg: ExtractConfig, seconds_per_frame: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/bench")
+    parser = arguments(__doc__)
     parser.add_argument("--videos", type=int, default=400)
     parser.add_argument("--model", default="teachcache-tiny-p8", help="open_clip architecture of the frame encoder")
     parser.add_argument("--workers", type=int, default=2)
@@ -128,12 +129,11 @@ def main() -> None:
         "frames_bytes_over_raw": frame_bytes / raw_per_video,
         "store_bytes_per_video": info["bytes_per_video"],
     }
-    (out / "extraction.json").write_text(json.dumps(result, indent=2))
-    verdict = "meets" if result["stage_one_over_max"] <= 1.15 else f"misses by {result['stage_one_over_max'] / 1.15:.2f}x"
+    path = write_json(out, "extraction", result)
     print(
         f"extraction ({len(requests)} videos, {len(frames)} frames, {args.model}, {args.workers} decode workers): "
         f"decode-only {decode_s:.1f} s, encode-only {encode_s:.1f} s, stage one {stage_s:.1f} s "
-        f"= {result['stage_one_over_max']:.2f}x of the larger (goal <= 1.15x: {verdict}), "
+        f"= {result['stage_one_over_max']:.2f}x of the larger ({verdict(result['stage_one_over_max'], 1.15, higher_is_better=False)}), "
         f"{result['stage_one_over_sum']:.2f}x of their sum (decode and encode share the same CPU cores here)"
     )
     print(
@@ -145,7 +145,7 @@ def main() -> None:
         f"store size: frames {frame_bytes:.0f} B/video vs F x D x 2 = {raw_per_video} B "
         f"({result['frames_bytes_over_raw']:.2f}x); whole store {info['bytes_per_video']:.0f} B/video"
     )
-    print(f"wrote {out / 'extraction.json'}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

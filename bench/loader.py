@@ -21,7 +21,6 @@ Prints the figures and writes JSON (``--out``/loader.json).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ import pyarrow as pa
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, median, verdict, write_json  # noqa: E402
+from common import arguments, environment, median, verdict, write_json  # noqa: E402
 
 from cache.manifest import CAPTION_SCHEMA, VIDEO_SCHEMA  # noqa: E402
 from cache.store import ArraySpec, Store  # noqa: E402
@@ -107,8 +106,7 @@ def epoch_seconds(run_epoch, epochs: int) -> tuple[list[float], int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/bench")
+    parser = arguments(__doc__)
     parser.add_argument("--videos", type=int, default=20000, help="V (one caption each)")
     parser.add_argument("--frames", type=int, default=12, help="F")
     parser.add_argument("--dim", type=int, default=512, help="D")

@@ -21,7 +21,6 @@ Prints the figures and writes JSON (``--out``/retrieval.json).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, fmt_s, median, sync, verdict, write_json  # noqa: E402
+from common import arguments, environment, fmt_s, median, sync, verdict, write_json  # noqa: E402
 
 from stages.device import resolve_device  # noqa: E402
 from stages.extract.config import TeacherConfig  # noqa: E402
@@ -116,8 +115,7 @@ def latency_1m(num_videos: int, dim: int, topk: int, queries: int, device: torch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/bench")
+    parser = arguments(__doc__)
     parser.add_argument("--videos", default="10000,100000", help="video set sizes N")
     parser.add_argument("--queries", type=int, default=8, help="Q: queries scored together, for both methods")
     parser.add_argument("--dim", type=int, default=512, help="D")
