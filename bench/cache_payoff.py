@@ -14,7 +14,7 @@ the teacher run online, side by side in one run, at two sizes.
   then encodes; a second figure takes max(decode, the rest), what a loader that decodes the
   next batch ahead (as the public code's DataLoader workers do) could reach at best.
 
-Sizes: ``demo`` (configs/demo.toml: student frames teachcache-tiny-p16, teacher frames
+Sizes: ``demo`` (the demo config: student frames teachcache-tiny-p16, teacher frames
 teachcache-tiny-p8, all-MiniLM-L6-v2 sentences, X-Pool with a temporal layer, batch 64) and
 ``vit-b-32`` (open_clip ViT-B-32 frames and text tower for the student and the teacher, random
 weights since no hub is reachable: the cost is the same as with real weights; batch 64, the
@@ -32,33 +32,37 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import arguments, environment, median, sync, verdict, write_json  # noqa: E402
+from common import arguments, environment, median, sync, verdict, write_json
 
-from cache.manifest import read_manifest  # noqa: E402
-from cache.store import Store  # noqa: E402
-from pipeline.synth import SynthConfig, generate  # noqa: E402
-from stages.data import CAPTION_ROW, VIDEO_ROW, RamLoader, load_split  # noqa: E402
-from stages.device import resolve_device  # noqa: E402
-from stages.extract.config import (  # noqa: E402
+from teachcache.cache import schema
+from teachcache.cache.manifest import read_manifest
+from teachcache.cache.schema import CAPTION_ROW, VIDEO_ROW
+from teachcache.cache.store import Store
+from teachcache.pipeline.synth import SynthConfig, generate
+from teachcache.stages.common.data import RamLoader, load_split
+from teachcache.stages.common.device import resolve_device
+from teachcache.stages.extract.config import (
     DecodeConfig,
     ExtractConfig,
     FrameEncoderConfig,
     SamplingConfig,
     StoreLayoutConfig,
-    TeacherConfig,
     TextEncoderConfig,
 )
-from stages.extract.decode import DecodePool, DecodeRequest  # noqa: E402
-from stages.extract.encoders import FrameEncoder, ModelSpec, build_text_encoder  # noqa: E402
-from stages.extract.run import run_extraction  # noqa: E402
-from stages.student.config import ObjectiveConfig, StudentConfig, TrainConfig  # noqa: E402
-from stages.student.model import Student  # noqa: E402
-from stages.student.train import TeacherBank, objective_loss, param_groups  # noqa: E402
+from teachcache.stages.extract.decode import DecodePool, DecodeRequest
+from teachcache.stages.extract.encoders import build_text_encoder
+from teachcache.stages.extract.encoders.base import ModelSpec
+from teachcache.stages.extract.encoders.open_clip import FrameEncoder
+from teachcache.stages.extract.run import run_extraction
+from teachcache.stages.student.config import ObjectiveConfig, StudentConfig, TrainConfig
+from teachcache.stages.student.recipe import Trainer, train_step
+from teachcache.stages.teachers.config import TeacherConfig
 
 GOAL = 100.0  # online / cached at ViT-B-32 size
 GOAL_SIZE = "vit-b-32"
@@ -77,7 +81,7 @@ def size_specs(args) -> dict[str, dict]:
             "student_frames": "teachcache-tiny-p16",
             "teacher_frames": "teachcache-tiny-p8",
             "text": demo_text,
-            "temporal_layers": 1,  # as configs/demo.toml's X-Pool
+            "temporal_layers": 1,  # as the demo config's X-Pool
             "batch": args.demo_batch,
             "steps": args.demo_steps,
         },
@@ -102,16 +106,14 @@ def ensure_data(root: Path, videos: int) -> Path:
 
 def extract_config(spec: dict, data: Path, store: Path, args) -> ExtractConfig:
     cfg = ExtractConfig(data=str(data), store=str(store), device="auto")
-    frames = [FrameEncoderConfig(name="clip", model=spec["student_frames"])]
+    frames = {"clip": FrameEncoderConfig(name="clip", model=spec["student_frames"])}
     teacher_frames = "clip"
     if spec["teacher_frames"] != spec["student_frames"]:
         teacher_frames = "teacher"
-        frames.append(FrameEncoderConfig(name=teacher_frames, model=spec["teacher_frames"]))
+        frames[teacher_frames] = FrameEncoderConfig(name=teacher_frames, model=spec["teacher_frames"])
     cfg.frame_encoders = frames
-    cfg.text_encoders = [TextEncoderConfig(name=TEXT, kind=spec["text"]["kind"], model=spec["text"]["model"], max_words=spec["text"]["max_words"])]
-    cfg.teachers = [
-        TeacherConfig(name=TEACHER, kind="xpool", frames=teacher_frames, text=TEXT, temporal_layers=spec["temporal_layers"], fit_epochs=1, fit_lr=3e-4)
-    ]
+    cfg.text_encoders = {TEXT: TextEncoderConfig(name=TEXT, kind=spec["text"]["kind"], model=spec["text"]["model"], max_words=spec["text"]["max_words"])}
+    cfg.teachers = {TEACHER: TeacherConfig(name=TEACHER, kind="xpool", frames=teacher_frames, text=TEXT, temporal_layers=spec["temporal_layers"], fit_epochs=1, fit_lr=3e-4)}
     cfg.sampling = SamplingConfig(num_frames=args.frames)
     cfg.decode = DecodeConfig(workers=args.workers)
     cfg.layout = StoreLayoutConfig(shard_size=1024)
@@ -119,60 +121,32 @@ def extract_config(spec: dict, data: Path, store: Path, args) -> ExtractConfig:
 
 
 class StudentStep:
-    """One stage-two step as ``train_student`` takes it (one process: ``global_logits`` is the
-    student's own forward): student logits, the TeachCLIP loss with the teacher's logits rebuilt
-    by its head, backward, gradient clip, AdamW, logit-scale clamp."""
+    """One stage-two step exactly as ``train_student`` takes it (``recipe.train_step``: student
+    logits, the TeachCLIP loss with the teacher's logits rebuilt by its head, backward, clip,
+    AdamW, logit-scale clamp), over a student built as the recipe builds it."""
 
-    def __init__(self, store: Store, bank: TeacherBank, tcfg: TrainConfig, arrays: tuple[str, str, str], device: torch.device):
-        torch.manual_seed(tcfg.seed)
-        self.student = Student.for_store(tcfg.student, store, tcfg.text, tcfg.frames).to(device)
-        self.optimizer = torch.optim.AdamW(param_groups(self.student, tcfg), betas=(0.9, 0.98), eps=1e-6)
-        self.bank, self.tcfg, self.arrays, self.bank_device = bank, tcfg, arrays, device
+    def __init__(self, store: Store, tcfg: TrainConfig, device: torch.device):
+        self.trainer = Trainer.build(tcfg, store, device)
+        self.student, self.bank, self.device = self.trainer.student, self.trainer.bank, device
 
     def __call__(self, arrays: dict[str, torch.Tensor], phases: dict[str, float] | None = None) -> float:
         """One step; with ``phases``, the seconds of its parts are added there (synchronising the device)."""
-        marks = [time.perf_counter()]
-
-        def mark() -> None:
-            if phases is not None:
-                sync(self.bank_device)
-                marks.append(time.perf_counter())
-
-        self.student.train()
-        text, frames, mask_name = self.arrays
-        mask = arrays[mask_name]
-        S, frame_logits = self.student(arrays[text], arrays[frames], mask)
-        parts = objective_loss(self.tcfg.objective, self.student, S, frame_logits, mask, self.bank, arrays)
-        mark()
-        self.optimizer.zero_grad(set_to_none=True)
-        parts["total"].backward()
-        mark()
-        torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.tcfg.grad_clip)
-        self.optimizer.step()
-        self.student.clamp_scale()
-        loss = parts["total"].item()
-        mark()
-        if phases is not None:
-            for key, a, b in zip(("forward_and_loss", "backward", "clip_and_adamw"), marks, marks[1:]):
-                phases[key] = phases.get(key, 0.0) + b - a
-        return loss
+        return train_step(self.trainer, arrays, phases)["total"].item()
 
 
 class OnlineInputs:
     """What an online step computes before the student: decode, frame encoders, text encoder,
     the teacher's relevance, all over the batch's own videos and captions."""
 
-    def __init__(self, cfg: ExtractConfig, store: Store, bank: TeacherBank, device: torch.device):
+    def __init__(self, cfg: ExtractConfig, store: Store, bank: Any, device: torch.device):
         manifest = read_manifest(cfg.data)
         self.paths = [str(p) for p in manifest.video_paths()]
         self.windows, self.rates = manifest.windows(), manifest.frame_rates()
         captions = store.captions()
         self.texts = captions.column("text").to_pylist()
         self.cfg, self.device, self.bank = cfg, device, bank
-        self.frame_encoders = {
-            f.name: FrameEncoder(ModelSpec(f.model, f.pretrained, f.seed), device, cfg.precision, f.batch_size) for f in cfg.frame_encoders
-        }
-        t = cfg.text_encoders[0]
+        self.frame_encoders = {name: FrameEncoder(ModelSpec(f.model, f.pretrained, f.seed), device, cfg.precision, f.batch_size) for name, f in cfg.frame_encoders.items()}
+        t = cfg.text_encoders[TEXT]
         self.text_encoder = build_text_encoder(t.kind, ModelSpec(t.model, t.pretrained, t.seed, t.tokenizer, t.output, t.max_words), device, cfg.precision, t.batch_size)
         self.geometries = tuple(dict.fromkeys(e.geometry for e in self.frame_encoders.values()))
         self.num_frames = cfg.sampling.num_frames
@@ -210,13 +184,13 @@ class OnlineInputs:
                 k = d.num_valid
                 feats[row, :k], mask[row, :k] = out[pos : pos + k], True
                 pos += k
-            arrays[f"frames/{name}"] = torch.from_numpy(feats).to(self.device)
-            arrays[f"frame_mask/{name}"] = torch.from_numpy(mask).to(self.device)
+            arrays[schema.frames(name)] = torch.from_numpy(feats).to(self.device)
+            arrays[schema.frame_mask(name)] = torch.from_numpy(mask).to(self.device)
             sync(self.device)
             phases[f"encode_frames/{name}"] = phases.get(f"encode_frames/{name}", 0.0) + time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        arrays[f"text/{TEXT}"] = torch.from_numpy(self.text_encoder.encode([self.texts[c] for c in captions])).to(self.device)
+        arrays[schema.text(TEXT)] = torch.from_numpy(self.text_encoder.encode([self.texts[c] for c in captions])).to(self.device)
         sync(self.device)
         phases["encode_text"] = phases.get("encode_text", 0.0) + time.perf_counter() - t0
 
@@ -226,7 +200,7 @@ class OnlineInputs:
         with torch.no_grad():
             for name, head in self.bank.heads.items():
                 if head.has_relevance:
-                    arrays[f"relevance/{name}"] = head.relevance(arrays, arrays).float()
+                    arrays[schema.relevance(name)] = head.relevance(arrays, arrays).float()
         sync(self.device)
         phases["teacher_relevance"] = phases.get("teacher_relevance", 0.0) + time.perf_counter() - t0
         return arrays
@@ -247,15 +221,13 @@ def measure_size(name: str, spec: dict, args, out: Path, device: torch.device) -
     store = Store.open(cfg.store)
     obj = ObjectiveConfig(kind="teachclip", teachers=[TEACHER], coarse="pear", fine="ce")
     tcfg = TrainConfig(text=TEXT, frames="clip", student=StudentConfig(), objective=obj, batch_size=batch, lr=1e-3, seed=0, device="auto")
-    student_arrays = (f"text/{TEXT}", "frames/clip", "frame_mask/clip")
-    bank = TeacherBank([TEACHER], store, device)
-    train_arrays = [*student_arrays, *bank.arrays(), *bank.relevance_arrays()]
-    split = load_split(store, "train", train_arrays)
+    cached_step = StudentStep(store, tcfg, device)
+    bank = cached_step.bank
+    split = load_split(store, "train", cached_step.trainer.batch_arrays())
     loader = RamLoader(split, batch)
     batches = list(loader.epoch(torch.Generator().manual_seed(tcfg.seed)))  # the batches both modes take
 
     # ----- cached: stage two from the store ------------------------------------------------
-    cached_step = StudentStep(store, bank, tcfg, student_arrays, device)
     for b in batches[:2]:  # warm-up (allocations, first backward)
         cached_step({k: v.to(device) for k, v in b.arrays.items()})
     generator = torch.Generator().manual_seed(tcfg.seed)  # same batches again: epoch 1 equals `batches`
@@ -286,7 +258,8 @@ def measure_size(name: str, spec: dict, args, out: Path, device: torch.device) -
 
     # ----- online: decode, encoders and teacher each step -----------------------------------
     online = OnlineInputs(cfg, store, bank, device)
-    online_step = StudentStep(store, bank, tcfg, student_arrays, device)
+    online_step = StudentStep(store, tcfg, device)
+    online_step.trainer.bank = bank  # one teacher bank for both, so its time counts once
     online_step({k: v.to(device) for k, v in batches[0].arrays.items()})  # same warm-up as the cached student
     phases: dict[str, float] = {}
     step_times: list[float] = []
@@ -343,7 +316,7 @@ def measure_size(name: str, spec: dict, args, out: Path, device: torch.device) -
 def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--sizes", default="demo,vit-b-32", help="comma-separated: demo, vit-b-32")
-    parser.add_argument("--demo-batch", type=int, default=64, help="demo size: videos per step (configs/demo.toml: 64)")
+    parser.add_argument("--demo-batch", type=int, default=64, help="demo size: videos per step (the demo config: 64)")
     parser.add_argument("--demo-steps", type=int, default=2, help="demo size: online steps timed (the data set has batch x steps videos)")
     parser.add_argument("--vit-batch", type=int, default=64, help="ViT-B-32 size: videos per step (train.batch_size's default)")
     parser.add_argument("--vit-steps", type=int, default=1, help="ViT-B-32 size: online steps timed (one takes about a minute on 2 CPU cores)")

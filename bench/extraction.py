@@ -22,16 +22,18 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import arguments, verdict, write_json  # noqa: E402
+from common import arguments, verdict, write_json
 
-from cache.manifest import read_manifest  # noqa: E402
-from cache.store import Store  # noqa: E402
-from pipeline.synth import SynthConfig, generate  # noqa: E402
-from stages.device import resolve_device  # noqa: E402
-from stages.extract.config import DecodeConfig, ExtractConfig, FrameEncoderConfig, StoreLayoutConfig  # noqa: E402
-from stages.extract.decode import DecodePool, DecodeRequest  # noqa: E402
-from stages.extract.encoders import FrameEncoder, ModelSpec  # noqa: E402
-from stages.extract.run import run_extraction  # noqa: E402
+from teachcache.cache import schema
+from teachcache.cache.manifest import read_manifest
+from teachcache.cache.store import Store
+from teachcache.pipeline.synth import SynthConfig, generate
+from teachcache.stages.common.device import resolve_device
+from teachcache.stages.extract.config import DecodeConfig, ExtractConfig, FrameEncoderConfig, StoreLayoutConfig
+from teachcache.stages.extract.decode import DecodePool, DecodeRequest
+from teachcache.stages.extract.encoders.base import ModelSpec
+from teachcache.stages.extract.encoders.open_clip import FrameEncoder
+from teachcache.stages.extract.run import run_extraction
 
 
 def _data(root: Path, videos: int) -> Path:
@@ -43,10 +45,7 @@ def _data(root: Path, videos: int) -> Path:
 
 def _requests(cfg: ExtractConfig, encoder: FrameEncoder) -> list[DecodeRequest]:
     manifest = read_manifest(cfg.data)
-    return [
-        DecodeRequest(str(p), cfg.sampling.sampler, cfg.sampling.num_frames, w, (encoder.geometry,))
-        for p, w in zip(manifest.video_paths(), manifest.windows())
-    ]
+    return [DecodeRequest(str(p), cfg.sampling.sampler, cfg.sampling.num_frames, w, (encoder.geometry,)) for p, w in zip(manifest.video_paths(), manifest.windows())]
 
 
 def standin_overlap(cfg: ExtractConfig, seconds_per_frame: float) -> float:
@@ -75,8 +74,8 @@ def main() -> None:
     torch.manual_seed(0)
 
     cfg = ExtractConfig(data=str(_data(out / "data", args.videos)), store=str(out / "store"))
-    cfg.frame_encoders = [FrameEncoderConfig(name="clip", model=args.model)]
-    cfg.text_encoders, cfg.teachers = [], []
+    cfg.frame_encoders = {"clip": FrameEncoderConfig(name="clip", model=args.model)}
+    cfg.text_encoders, cfg.teachers = {}, {}
     cfg.decode = DecodeConfig(workers=args.workers)
     cfg.layout = StoreLayoutConfig(shard_size=256)
     encoder = FrameEncoder(ModelSpec(args.model), resolve_device(cfg.device), cfg.precision)
@@ -103,13 +102,13 @@ def main() -> None:
     with Store.open(cfg.store) as store:
         info = store.info()
     raw_per_video = cfg.sampling.num_frames * encoder.dim * 2
-    frame_bytes = next(a["stored_bytes"] for a in info["arrays"] if a["name"] == "frames/clip") / info["videos"]
+    frame_bytes = next(a["stored_bytes"] for a in info["arrays"] if a["name"] == schema.frames("clip")) / info["videos"]
     standin_wait_s = max(0.0, decode_s - startup_s)
     standin_s = standin_overlap(cfg, standin_wait_s / len(frames))  # rewrites the store: sizes are read above
 
     result = {
         "videos": len(requests),
-        "frames": int(len(frames)),
+        "frames": len(frames),
         "model": args.model,
         "workers": args.workers,
         "decode_only_s": decode_s,
@@ -142,8 +141,7 @@ def main() -> None:
         f"(1.00x: perfect overlap; {result['standin_no_overlap_over_decode_only']:.2f}x: none)"
     )
     print(
-        f"store size: frames {frame_bytes:.0f} B/video vs F x D x 2 = {raw_per_video} B "
-        f"({result['frames_bytes_over_raw']:.2f}x); whole store {info['bytes_per_video']:.0f} B/video"
+        f"store size: frames {frame_bytes:.0f} B/video vs F x D x 2 = {raw_per_video} B ({result['frames_bytes_over_raw']:.2f}x); whole store {info['bytes_per_video']:.0f} B/video"
     )
     print(f"wrote {path}")
 

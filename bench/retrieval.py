@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import arguments, environment, fmt_s, median, sync, verdict, write_json  # noqa: E402
+from common import arguments, environment, fmt_s, median, sync, verdict, write_json
 
-from stages.device import resolve_device  # noqa: E402
-from stages.extract.config import TeacherConfig  # noqa: E402
-from stages.teachers.registry import build_teacher  # noqa: E402
+from teachcache.stages.common.device import resolve_device
+from teachcache.stages.teachers.config import TeacherConfig
+from teachcache.stages.teachers.heads import build_teacher
 
 GOAL = 100.0  # X-Pool per-pair time / student per-pair time
 
@@ -107,7 +107,7 @@ def latency_1m(num_videos: int, dim: int, topk: int, queries: int, device: torch
     for i in range(queries):
         sync(device)
         t0 = time.perf_counter()
-        values, indices = one(text[i])
+        _, indices = one(text[i])
         indices.cpu()
         sync(device)
         times.append(time.perf_counter() - t0)
@@ -156,7 +156,8 @@ def main() -> None:
         x, s = r["xpool"], r["student"]
         how = (
             f"X-Pool timed on {x['videos_measured']} of the {r['videos']} videos and extrapolated per pair to all: {fmt_s(x['score_s_for_all_videos'])}"
-            if x["extrapolated"] else f"X-Pool over all {r['videos']} videos: {x['score_s_measured']:.2f} s"
+            if x["extrapolated"]
+            else f"X-Pool over all {r['videos']} videos: {x['score_s_measured']:.2f} s"
         )
         print(
             f"retrieval N={r['videos']} videos, Q={args.queries} queries, D={args.dim}, F={args.frames} ({device}): "

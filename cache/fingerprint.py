@@ -17,22 +17,28 @@ def fingerprint(components: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(components).encode()).hexdigest()[:16]
 
 
-def diff_components(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
-    """Dotted paths where two component trees differ, with both values, for error messages."""
+ABSENT = "absent"
+
+
+def differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
+    """Every leaf where two component trees differ, as ``path: stored vs wanted`` (all of
+    them: a list is never cut), e.g. ``config.sampling.num_frames: 8 vs 12``."""
     if isinstance(stored, dict) and isinstance(wanted, dict):
         out: list[str] = []
-        for key in sorted(set(stored) | set(wanted)):
+        for key in sorted(set(stored) | set(wanted), key=str):
             path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in stored:
-                out.append(f"{path}: absent in the store, {wanted[key]!r} wanted")
-            elif key not in wanted:
-                out.append(f"{path}: {stored[key]!r} in the store, absent in the config")
-            else:
-                out.extend(diff_components(stored[key], wanted[key], path))
+            out.extend(differences(stored.get(key, ABSENT), wanted.get(key, ABSENT), path))
         return out
     if isinstance(stored, list) and isinstance(wanted, list) and len(stored) == len(wanted):
         out = []
         for i, (a, b) in enumerate(zip(stored, wanted)):
-            out.extend(diff_components(a, b, f"{prefix}[{i}]"))
+            out.extend(differences(a, b, f"{prefix}[{i}]"))
         return out
-    return [] if stored == wanted else [f"{prefix or '(root)'}: {stored!r} in the store, {wanted!r} wanted"]
+    if stored == wanted:
+        return []
+    return [f"{prefix or '(root)'}: {_show(stored)} vs {_show(wanted)}"]
+
+
+def _show(value: Any) -> str:
+    """A leaf as the message shows it (``absent`` for a missing key, JSON otherwise)."""
+    return ABSENT if value is ABSENT else json.dumps(value, sort_keys=True, default=str)

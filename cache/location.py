@@ -11,12 +11,17 @@ from __future__ import annotations
 import os
 import posixpath
 from pathlib import Path
+from typing import Any
 
 
 class Location:
     """A file or directory on a local disk or behind an fsspec URL."""
 
-    def __init__(self, target: "str | os.PathLike[str] | Location"):
+    fs: Any
+    root: str
+    url: str
+
+    def __init__(self, target: str | os.PathLike[str] | Location):
         if isinstance(target, Location):
             self.fs, self.root, self.url = target.fs, target.root, target.url
             return
@@ -29,7 +34,7 @@ class Location:
             self.root = os.path.abspath(self.root)
 
     @classmethod
-    def _child(cls, parent: "Location", root: str, url: str) -> "Location":
+    def _child(cls, parent: Location, root: str, url: str) -> Location:
         child = cls.__new__(cls)
         child.fs, child.root, child.url = parent.fs, root, url
         return child
@@ -40,7 +45,7 @@ class Location:
 
         return isinstance(self.fs, LocalFileSystem)
 
-    def __truediv__(self, name: str) -> "Location":
+    def __truediv__(self, name: str) -> Location:
         return Location._child(self, posixpath.join(self.root, name), posixpath.join(self.url.rstrip("/"), name) if "://" in self.url else os.path.join(self.url, name))
 
     def __str__(self) -> str:
@@ -91,7 +96,7 @@ class Location:
             return []
         found = self.fs.find(self.root, detail=True)
         prefix = self.root.rstrip("/") + "/"
-        return sorted((p[len(prefix):] if p.startswith(prefix) else p, int(info.get("size") or 0)) for p, info in found.items())
+        return sorted((p[len(prefix) :] if p.startswith(prefix) else p, int(info.get("size") or 0)) for p, info in found.items())
 
     def size(self) -> int:
         return int(self.fs.size(self.root))

@@ -8,12 +8,13 @@ import socket
 import time
 from pathlib import Path
 
-from cache.location import Location
+from teachcache.cache.errors import TeachcacheError
+from teachcache.cache.location import Location
 
 LOCK_FILE = ".writer.lock"
 
 
-class StoreLocked(RuntimeError):
+class StoreLocked(TeachcacheError, RuntimeError):
     """Another live process holds the store's writer lock."""
 
 
@@ -32,7 +33,7 @@ class WriterLock:
     on this host is taken over, one held by a live process or another host is refused. The
     other ranks of the holder's torchrun job (same ``job`` id) write under its lock."""
 
-    def __init__(self, store_path: "str | Path | Location", job: str = ""):
+    def __init__(self, store_path: str | Path | Location, job: str = ""):
         self.path = Location(store_path) / LOCK_FILE
         self.store = Location(store_path)
         self.job = job
@@ -79,7 +80,7 @@ class WriterLock:
             self.path.unlink()
             self.held = False
 
-    def __enter__(self) -> "WriterLock":
+    def __enter__(self) -> WriterLock:
         self.acquire()
         return self
 

@@ -17,11 +17,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cache.location import Location
+from teachcache.cache.errors import InputMissing, TeachcacheError
+from teachcache.cache.location import Location
+from teachcache.cache.schema import CAPTIONS_FILE, VIDEOS_FILE
 
-VIDEOS_FILE = "videos.parquet"
-CAPTIONS_FILE = "captions.parquet"
-FAILURES_FILE = "failures.parquet"
 VIDEO_ROOT_KEY = b"teachcache.video_root"  # videos.parquet metadata: where the video paths start
 OPTIONAL_COLUMNS = ("start", "end", "fps")
 
@@ -46,7 +45,7 @@ CAPTION_SCHEMA = pa.schema(
 FAILURE_SCHEMA = pa.schema([("video_id", pa.string()), ("stage", pa.string()), ("reason", pa.string())])
 
 
-class ManifestError(ValueError):
+class ManifestError(TeachcacheError, ValueError):
     """A manifest row breaks a rule; the message names the row."""
 
 
@@ -91,9 +90,7 @@ def _as_table(rows: list[dict] | pa.Table, schema: pa.Schema) -> pa.Table:
             raise ManifestError(f"manifest lacks columns {missing}; expected {schema.names}")
         cols = {}
         for f in schema:
-            cols[f.name] = (
-                rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(len(rows), f.type)
-            )
+            cols[f.name] = rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(len(rows), f.type)
         return pa.table(cols, schema=schema)
     full = [{name: row.get(name) for name in schema.names} for row in rows]
     return pa.Table.from_pylist(full, schema=schema)
@@ -114,9 +111,7 @@ def validate(root: Path, videos: pa.Table, captions: pa.Table) -> None:
     """Raise ManifestError naming the first bad row: duplicate ids, empty captions,
     unknown videos, paths outside the video root ``root``, bad windows or frame rates."""
     seen: dict[str, int] = {}
-    for i, (vid, path, s, e, fps) in enumerate(
-        zip(*(videos.column(c).to_pylist() for c in ("video_id", "path", "start", "end", "fps")))
-    ):
+    for i, (vid, path, s, e, fps) in enumerate(zip(*(videos.column(c).to_pylist() for c in ("video_id", "path", "start", "end", "fps")))):
         if not vid:
             raise ManifestError(f"videos row {i}: empty video_id")
         if vid in seen:
@@ -130,9 +125,7 @@ def validate(root: Path, videos: pa.Table, captions: pa.Table) -> None:
         if fps is not None and not (math.isfinite(fps) and fps > 0):
             raise ManifestError(f"videos row {i} (video_id={vid!r}): fps {fps} must be a positive number (or empty)")
     caption_seen: dict[str, int] = {}
-    for i, (cid, vid, text) in enumerate(
-        zip(*(captions.column(c).to_pylist() for c in ("caption_id", "video_id", "text")))
-    ):
+    for i, (cid, vid, text) in enumerate(zip(*(captions.column(c).to_pylist() for c in ("caption_id", "video_id", "text")))):
         if not cid:
             raise ManifestError(f"captions row {i}: empty caption_id")
         if cid in caption_seen:
@@ -152,9 +145,7 @@ def _stored_video_root(root: Path, video_root: Path) -> str:
     return str(absolute)
 
 
-def write_manifest(
-    root: str | Path, videos: list[dict] | pa.Table, captions: list[dict] | pa.Table, video_root: str | Path | None = None
-) -> Manifest:
+def write_manifest(root: str | Path, videos: list[dict] | pa.Table, captions: list[dict] | pa.Table, video_root: str | Path | None = None) -> Manifest:
     """Validate and write ``videos.parquet`` and ``captions.parquet`` under ``root``; video
     paths are relative to ``video_root`` (default: ``root``), which the manifest records.
     Each file is written whole or not at all (``Location.write_parquet``), so a failure leaves the old ones."""
@@ -183,9 +174,7 @@ def read_manifest(root: str | Path) -> Manifest:
     root = Path(root)
     for name in (VIDEOS_FILE, CAPTIONS_FILE):
         if not (root / name).is_file():
-            raise FileNotFoundError(
-                f"no {name} under {root}: run `teachcache synth --out {root}` (the generated data set) or write the manifests first"
-            )
+            raise InputMissing(f"no {name} under {root}: run `teachcache synth --out {root}` (the generated data set) or write the manifests first")
     raw = pq.read_table(root / VIDEOS_FILE)
     video_root = _recorded_video_root(root, raw)
     vt = _as_table(raw, VIDEO_SCHEMA)

@@ -26,20 +26,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from cache.backends import CONTAINER, detect_backend, open_backend
-from cache.fingerprint import diff_components
-from cache.location import Location
-from cache.lock import LOCK_FILE
-from cache.manifest import CAPTIONS_FILE, FAILURE_SCHEMA, FAILURES_FILE, VIDEOS_FILE
+from teachcache.cache.backends import CONTAINER, detect_backend, open_backend
+from teachcache.cache.errors import TeachcacheError
+from teachcache.cache.fingerprint import differences, fingerprint
+from teachcache.cache.location import Location
+from teachcache.cache.lock import LOCK_FILE
+from teachcache.cache.manifest import FAILURE_SCHEMA
+from teachcache.cache.schema import ATTRS_FILE, CAPTIONS, CAPTIONS_FILE, DONE_DIR, FAILURES_FILE, FILES_DIR, VIDEOS, VIDEOS_FILE
 
-SCHEMA_VERSION = 1
-ATTRS_FILE = "store.json"  # the store's attributes, written whole (temporary name, then rename) and last
-DONE_DIR = "_done"
-FILES_DIR = "files"  # small named blobs a stage keeps with the arrays (e.g. teacher head weights)
-ROW_KINDS = ("videos", "captions")
+SCHEMA_VERSION = 2  # 2: components split into config and inputs; encoders and teachers keyed by name
 
 
-class StoreError(RuntimeError):
+class StoreError(TeachcacheError, RuntimeError):
     """A store cannot serve the request; the message says what to do."""
 
 
@@ -49,6 +47,13 @@ class StoreMismatch(StoreError):
 
 class StoreIncomplete(StoreError):
     """The store's extraction has not finished."""
+
+
+class MissingArray(StoreError, KeyError):
+    """A reader asked for an array the store does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,6 @@ class Store:
         path: str | Path | Location,
         *,
         backend: str,
-        fingerprint: str,
         components: dict[str, Any],
         videos: pa.Table,
         captions: pa.Table,
@@ -89,11 +93,14 @@ class Store:
         force: bool = False,
         config: dict[str, Any] | None = None,
         compute: dict[str, Any] | None = None,
-    ) -> "Store":
-        """Create a store, or reopen one built with the same fingerprint so finished shards
-        are skipped. A store built with another config is refused unless ``force``, which
-        rebuilds it from scratch."""
+    ) -> Store:
+        """Create a store, or reopen one built from the same components so finished shards
+        are skipped. ``components`` is ``{"config": ..., "inputs": ...}``: what the
+        extraction config says, and what it read (manifest and weight hashes, versions); the
+        store's fingerprint hashes both, its config fingerprint the first. A store built from
+        other components is refused unless ``force``, which rebuilds it from scratch."""
         path = Location(path)
+        wanted = fingerprint(components)
         existing = detect_backend(path)
         if existing is not None and not (path / ATTRS_FILE).exists():
             cls.remove(path)  # killed while being created: nothing in it can be trusted
@@ -102,34 +109,21 @@ class Store:
             raise StoreError(f"{path} exists, is not empty and is not a teachcache store; choose another store path")
         if existing is not None and not force:
             store = cls.open(path, require_complete=False, mode="a")
-            if store.fingerprint == fingerprint:
-                layout = (store.backend_name, store.attrs.get("shard_size"))
-                if layout != (backend, shard_size):
-                    store.close()
-                    raise StoreMismatch(
-                        f"store {path} is laid out as {layout[0]} with shards of {layout[1]} rows, the config asks "
-                        f"for {backend} with {shard_size}; use another store path or --force to rebuild"
-                    )
-                if compute is not None and store.attrs.get("compute") not in (None, compute):
-                    store.close()
-                    raise StoreMismatch(
-                        f"store {path} was started computing with {store.attrs.get('compute')}, this run computes "
-                        f"with {compute}; finish it on the same kind of device and precision, or --force to rebuild"
-                    )
+            if store.fingerprint == wanted:
+                store._check_resumable(backend, shard_size, compute)
                 return store
             store.close()
             raise StoreMismatch(
-                f"store {path} was built with another extraction config (fingerprint {store.fingerprint}, "
-                f"wanted {fingerprint}); differences:\n  "
-                + "\n  ".join(diff_components(store.attrs.get("components", {}), components)[:20])
+                f"store {path} was built with another extraction config or other inputs; differences (store vs this run):\n  "
+                + "\n  ".join(differences(store.attrs.get("components", {}), components) or ["(none listed)"])
                 + "\nUse another store path, or --force to rebuild this one."
             )
         if existing is not None:
             cls.remove(path)
         if shard_size % chunk_rows:
-            raise ValueError(f"shard_size {shard_size} must be a multiple of chunk_rows {chunk_rows}")
+            raise StoreError(f"shard_size {shard_size} must be a multiple of chunk_rows {chunk_rows}")
         handle = open_backend(path, backend, "w", codec, clevel, float_codec)
-        counts = {"videos": len(videos), "captions": len(captions)}
+        counts = {VIDEOS: len(videos), CAPTIONS: len(captions)}
         for spec in arrays:
             handle.create(spec.name, (counts[spec.rows], *spec.tail), spec.dtype, chunk_rows, shard_size)
         (path / VIDEOS_FILE).write_parquet(videos)
@@ -137,7 +131,8 @@ class Store:
         (path / DONE_DIR).mkdir()
         attrs = {
             "schema_version": SCHEMA_VERSION,
-            "fingerprint": fingerprint,
+            "fingerprint": wanted,
+            "config_fingerprint": fingerprint(components.get("config", {})),
             "components": components,
             "config": config or {},
             "compute": compute,
@@ -150,6 +145,22 @@ class Store:
         (path / ATTRS_FILE).write_bytes(json.dumps(attrs).encode())
         return cls(path, backend, handle, attrs)
 
+    def _check_resumable(self, backend: str, shard_size: int, compute: dict[str, Any] | None) -> None:
+        """Refuse to resume on another layout, or on another kind of device or precision."""
+        layout = (self.backend_name, self.attrs.get("shard_size"))
+        if layout != (backend, shard_size):
+            self.close()
+            raise StoreMismatch(
+                f"store {self.path} is laid out as {layout[0]} with shards of {layout[1]} rows, the config asks "
+                f"for {backend} with {shard_size}; use another store path or --force to rebuild"
+            )
+        if compute is not None and self.attrs.get("compute") not in (None, compute):
+            self.close()
+            raise StoreMismatch(
+                f"store {self.path} was started computing with {self.attrs.get('compute')}, this run computes "
+                f"with {compute}; finish it on the same kind of device and precision, or --force to rebuild"
+            )
+
     @staticmethod
     def exists(path: str | Path | Location) -> bool:
         """True when ``path`` holds a store that was created in full (resumable or complete)."""
@@ -161,42 +172,39 @@ class Store:
         cls,
         path: str | Path | Location,
         *,
+        expected_config: dict[str, Any] | None = None,
         expected_fingerprint: str | None = None,
-        expected_components: dict[str, Any] | None = None,
         require_complete: bool = True,
         mode: str = "r",
-    ) -> "Store":
-        """Open a store for reading; refuse it when incomplete or built with another config."""
+    ) -> Store:
+        """Open a store; refuse it when incomplete, or built with another config
+        (``expected_config``: the config components of ``store.json``, compared from the file
+        alone, without the manifests or any model) or rebuilt since (``expected_fingerprint``)."""
         path = Location(path)
         backend = detect_backend(path)
         if backend is None:
-            raise StoreError(
-                f"no teachcache store at {path} (no {' or '.join(CONTAINER.values())}); "
-                "run `teachcache extract` (make extract-teachers) first"
-            )
+            raise StoreError(f"no teachcache store at {path} (no {' or '.join(CONTAINER.values())}); run `teachcache extract` (make extract-teachers) first")
         if not (path / ATTRS_FILE).exists():
             raise StoreIncomplete(f"store {path} was interrupted while being created; run `teachcache extract` again to rebuild it")
         attrs = json.loads((path / ATTRS_FILE).read_text())
-        handle = open_backend(path, backend, mode)
-        store = cls(path, backend, handle, attrs)
         if attrs.get("schema_version") != SCHEMA_VERSION:
-            raise StoreError(
-                f"store {path} has schema version {attrs.get('schema_version')}, this teachcache reads "
-                f"{SCHEMA_VERSION}; rebuild it with `teachcache extract --force`"
-            )
+            raise StoreError(f"store {path} has schema version {attrs.get('schema_version')}, this teachcache reads {SCHEMA_VERSION}; rebuild it with `teachcache extract --force`")
+        store = cls(path, backend, open_backend(path, backend, mode), attrs)
         if require_complete and not attrs.get("complete"):
             missing = store.missing_work()
             raise StoreIncomplete(
-                f"store {path} is incomplete ({len(missing)} unit shards not written, e.g. {missing[:3]}); "
-                "run `teachcache extract` again with the same config to finish it"
+                f"store {path} is incomplete ({len(missing)} unit shards not written, e.g. {missing[:3]}); run `teachcache extract` again with the same config to finish it"
+            )
+        if expected_config is not None and fingerprint(expected_config) != attrs.get("config_fingerprint"):
+            raise StoreMismatch(
+                f"store {path} was built with another extraction config; differences (store vs config):\n  "
+                + "\n  ".join(differences(attrs.get("components", {}).get("config", {}), expected_config) or ["(none listed)"])
+                + "\nRebuild the store with this config (`teachcache extract`) or use the config that built it."
             )
         if expected_fingerprint is not None and expected_fingerprint != store.fingerprint:
-            details = diff_components(attrs.get("components", {}), expected_components or {})
             raise StoreMismatch(
-                f"store {path} was built with another extraction config (fingerprint {store.fingerprint}, "
-                f"this config gives {expected_fingerprint}); differences:\n  "
-                + "\n  ".join(details[:20] or ["(components not given)"])
-                + "\nRebuild the store with this config (`teachcache extract`) or use the config that built it."
+                f"store {path} was rebuilt since (fingerprint {store.fingerprint}, the run read {expected_fingerprint}); "
+                "train again on it, or restore the store the run was trained on"
             )
         return store
 
@@ -216,7 +224,7 @@ class Store:
     def close(self) -> None:
         self._backend.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -243,7 +251,7 @@ class Store:
     def num_rows(self, rows: str) -> int:
         spec = next((a for a in self.arrays if a.rows == rows), None)
         if spec is None:
-            return (self.path / (VIDEOS_FILE if rows == "videos" else CAPTIONS_FILE)).parquet_rows()
+            return (self.path / (VIDEOS_FILE if rows == VIDEOS else CAPTIONS_FILE)).parquet_rows()
         return self._backend.shape(spec.name)[0]
 
     def videos(self) -> pa.Table:
@@ -284,12 +292,7 @@ class Store:
 
     def missing_work(self) -> list[str]:
         """``unit:shard`` names whose markers are absent."""
-        return [
-            f"{unit}:{shard}"
-            for unit, rows in self.units.items()
-            for shard, _, _ in self.shards(rows)
-            if not self.is_done(unit, shard)
-        ]
+        return [f"{unit}:{shard}" for unit, rows in self.units.items() for shard, _, _ in self.shards(rows) if not self.is_done(unit, shard)]
 
     def _marker_failures(self) -> list[dict]:
         rows: list[dict] = []
@@ -344,12 +347,12 @@ class Store:
     def read(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
         """Read an array (all rows, a slice, or given row indices)."""
         if not self.has(name):
-            raise KeyError(f"array {name!r} is not in store {self.path}; it has {[a.name for a in self.arrays]}")
+            raise MissingArray(f"array {name!r} is not in store {self.path}; it has {[a.name for a in self.arrays]}")
         return self._backend.read(name, rows)
 
     def info(self) -> dict[str, Any]:
         """Arrays, shapes, dtypes, stored bytes, bytes per video, fingerprint, completeness, failures."""
-        n_videos = max(1, self.num_rows("videos"))
+        n_videos = max(1, self.num_rows(VIDEOS))
         arrays = []
         for spec in self.arrays:
             arrays.append(
@@ -361,7 +364,7 @@ class Store:
                 }
             )
         total = sum(a["stored_bytes"] for a in arrays)
-        video_bytes = sum(a["stored_bytes"] for a, s in zip(arrays, self.arrays) if s.rows == "videos")
+        video_bytes = sum(a["stored_bytes"] for a, s in zip(arrays, self.arrays) if s.rows == VIDEOS)
         failures = self.failures()
         return {
             "path": str(self.path),
@@ -369,8 +372,8 @@ class Store:
             "schema_version": self.attrs.get("schema_version"),
             "fingerprint": self.fingerprint,
             "complete": self.complete,
-            "videos": self.num_rows("videos"),
-            "captions": self.num_rows("captions"),
+            "videos": self.num_rows(VIDEOS),
+            "captions": self.num_rows(CAPTIONS),
             "arrays": arrays,
             "stored_bytes": total,
             "bytes_per_video": total / n_videos,

@@ -1,7 +1,8 @@
 """Ablations over one cache: train several student variants from the same store.
 
-Each variant is a list of ``key=value`` overrides on the config; stage one is never
-touched (the store's fingerprint is checked once). Writes a comparison table (Markdown
+Each variant is a partial config table (``[ablate.variants.<name>]``) merged over the
+config, after ``[ablate.shared]``; only [train] may vary, so stage one is never touched (the
+store is checked against the config once, and every variant before any training). Writes a comparison table (Markdown
 and CSV) and a bar chart (PNG) of validation and test text-to-video R@1, mean and
 standard deviation over the seeds.
 """
@@ -11,34 +12,27 @@ from __future__ import annotations
 import csv
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from stages.options import opt
+from teachcache.cache.errors import ConfigError
+from teachcache.pipeline.config import Config, dump_config, from_dict, load_config, merge_tables
 
-
-@dataclass
-class VariantConfig:
-    name: str = opt("infonce", "the variant's name (a folder and a row of the table)")
-    overrides: list[str] = opt([], "key=value overrides applied to the config for this variant")
-
-
-DEFAULT_VARIANTS = [
-    VariantConfig("infonce", ["train.objective.kind=infonce"]),
-    VariantConfig("teachclip", ["train.objective.kind=teachclip"]),
-    VariantConfig("teachtext", ["train.objective.kind=teachtext"]),
-]
-
-
-@dataclass
-class AblateConfig:
-    out: str = opt("runs/demo/ablation", "folder of the variants' runs, the table and the chart")
-    seeds: list[int] = opt([0], "training seeds; each variant is trained once per seed")
-    overrides: list[str] = opt([], "key=value overrides applied to every variant (e.g. train.epochs=8)")
-    variants: list[VariantConfig] = opt(DEFAULT_VARIANTS, "the variants to compare")
-
-
-COLUMNS = ("variant", "seeds", "val_t2v_R1", "val_t2v_R1_std", "test_t2v_R1", "test_t2v_R1_std", "test_t2v_R5", "test_t2v_R10", "test_t2v_MdR", "test_v2t_R1", "epoch_seconds", "teacher_ms_per_step", "captions_dropped")
+COLUMNS = (
+    "variant",
+    "seeds",
+    "val_t2v_R1",
+    "val_t2v_R1_std",
+    "test_t2v_R1",
+    "test_t2v_R1_std",
+    "test_t2v_R5",
+    "test_t2v_R10",
+    "test_t2v_MdR",
+    "test_v2t_R1",
+    "epoch_seconds",
+    "teacher_ms_per_step",
+    "captions_dropped",
+)
 
 
 def summarize_runs(name: str, results: list[dict]) -> dict:
@@ -69,7 +63,10 @@ def summarize_runs(name: str, results: list[dict]) -> dict:
 
 def write_table(rows: list[dict], out: Path) -> tuple[Path, Path]:
     """ablation.md and ablation.csv under ``out``."""
-    md = ["| variant | seeds | val t2v R@1 | test t2v R@1 | test R@5 | test R@10 | test MdR | test v2t R@1 | s/epoch | teacher ms/step | captions dropped |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        "| variant | seeds | val t2v R@1 | test t2v R@1 | test R@5 | test R@10 | test MdR | test v2t R@1 | s/epoch | teacher ms/step | captions dropped |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         md.append(
             f"| {r['variant']} | {r['seeds']} | {r['val_t2v_R1']:.1f} ± {r['val_t2v_R1_std']:.1f} | "
@@ -108,36 +105,51 @@ def write_chart(rows: list[dict], out: Path) -> Path:
     return path
 
 
-def run_ablation(config_path: str | None, overrides: list[str], progress: bool = True, only: list[str] | None = None) -> tuple[list[dict], Path]:
+def variant_config(base: Config, name: str, seed: int) -> Config:
+    """The config of one variant and seed: ``[ablate.shared]`` then the variant's partial table
+    over the base; its run folder under ``[ablate].out``. Only [train] may differ from the base."""
+    spec = base.ablate
+    tree = merge_tables(merge_tables(asdict(base), spec.shared), spec.variants[name])
+    tree["train"] = {**tree["train"], "seed": seed, "run_dir": str(Path(spec.out) / name / f"seed{seed}")}
+    try:
+        cfg: Config = from_dict(Config, tree)
+    except ConfigError as exc:
+        raise ConfigError(f"[ablate.variants.{name}]: {exc}") from exc
+    if cfg.extract != base.extract:
+        raise ConfigError(f"[ablate.variants.{name}] changes [extract]; an ablation trains over one cache, so only [train] may vary")
+    return cfg
+
+
+def run_ablation(config: str | None, overrides: list[str], progress: bool = True, only: list[str] | None = None) -> tuple[list[dict], Path]:
     """Train every variant (or those named in ``only``) for every seed from the configured store;
     write table and chart."""
-    from pipeline.config import dump_config, load_config
-    from stages.extract.run import open_extracted_store
-    from stages.student.train import train_student
+    from teachcache.pipeline.stores import open_training_store
+    from teachcache.stages.student.recipe import train_student
 
-    base = load_config(config_path, overrides)
+    base = load_config(config, overrides)
     spec = base.ablate
+    unknown = sorted(set(only or []) - set(spec.variants))
+    if unknown:
+        raise ConfigError(f"--only names {unknown}, not among the [ablate] variants {list(spec.variants)}")
+    names = [n for n in spec.variants if not only or n in only]
+    configs = {name: [variant_config(base, name, seed) for seed in spec.seeds] for name in names}  # all checked before any training
     out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
-    with open_extracted_store(base.extract) as store:
-        unknown = sorted(set(only or []) - {v.name for v in spec.variants})
-        if unknown:
-            raise ValueError(f"--only names {unknown}, not among the [ablate] variants {[v.name for v in spec.variants]}")
-        for variant in [v for v in spec.variants if not only or v.name in only]:
+    with open_training_store(base.extract) as store:
+        for name in names:
             results = []
-            for seed in spec.seeds:
-                cfg = load_config(config_path, [*overrides, *spec.overrides, *variant.overrides, f"train.seed={seed}", f"train.run_dir={out / variant.name / f'seed{seed}'}"])
-                if cfg.extract != base.extract:
-                    raise ValueError(f"variant {variant.name!r} changes [extract]; an ablation trains over one cache, so only [train] may vary")
+            for cfg in configs[name]:
                 Path(cfg.train.run_dir).mkdir(parents=True, exist_ok=True)
                 (Path(cfg.train.run_dir) / "config.toml").write_text(dump_config(cfg))
                 t0 = time.perf_counter()
                 results.append(train_student(cfg.train, store, progress=False))
                 if progress:
                     r = results[-1]
-                    print(f"ablate: {variant.name} seed {seed}: val t2v R1 {r['val']['t2v']['R1']:.1f}, test t2v R1 {r['test']['t2v']['R1']:.1f} ({time.perf_counter() - t0:.0f} s)")
-            rows.append(summarize_runs(variant.name, results))
+                    print(
+                        f"ablate: {name} seed {cfg.train.seed}: val t2v R1 {r['val']['t2v']['R1']:.1f}, test t2v R1 {r['test']['t2v']['R1']:.1f} ({time.perf_counter() - t0:.0f} s)"
+                    )
+            rows.append(summarize_runs(name, results))
+    out.mkdir(parents=True, exist_ok=True)
     write_table(rows, out)
     write_chart(rows, out)
     return rows, out

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import click
 
-from pipeline.config import ConfigError, dump_config, load_config
+from teachcache.cache.errors import TeachcacheError
+from teachcache.pipeline.config import SHIPPED, dump_config, load_config
 
-DEFAULT_CONFIG = "configs/demo.toml"
+DEFAULT_CONFIG = "demo"  # a shipped config's name (pipeline/configs/demo.toml) or a path
 
 
 class UserError(click.ClickException):
@@ -21,16 +22,14 @@ class UserError(click.ClickException):
 
 
 def user_errors(fn):
-    """Turn the project's expected errors into one clear line and a non-zero exit."""
-    from cache.manifest import ManifestError
-    from cache.lock import StoreLocked
-    from cache.store import StoreError
+    """Turn the project's own errors (input, config, files) into one clear line and exit code 2;
+    anything else is a bug and keeps its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, ManifestError, StoreError, StoreLocked, FileNotFoundError, ValueError, KeyError) as exc:
+        except TeachcacheError as exc:
             raise UserError(str(exc)) from exc
 
     return wrapper
@@ -39,7 +38,7 @@ def user_errors(fn):
 def config_options(fn):
     """--config and --set, shared by every command that reads the config."""
     fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config field, e.g. extract.sampling.num_frames=16")(fn)
-    fn = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False), help="TOML config file")(fn)
+    fn = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True, help="a TOML config file, or a shipped config's name (demo, msrvtt, ...)")(fn)
     return fn
 
 
@@ -63,7 +62,7 @@ def config(config_path: str, overrides: tuple[str, ...]) -> None:
 @user_errors
 def synth(config_path: str, overrides: tuple[str, ...], out: str | None, quiet: bool) -> None:
     """Generate the embedded default data set (MP4 videos, captions, manifests)."""
-    from pipeline.synth import generate
+    from teachcache.pipeline.synth import generate
 
     cfg = load_config(config_path, list(overrides))
     manifest = generate(out or cfg.extract.data, cfg.synth, progress=not quiet)
@@ -72,9 +71,8 @@ def synth(config_path: str, overrides: tuple[str, ...], out: str | None, quiet: 
 
 
 def _dataset_config(dataset: str | None) -> str:
-    """configs/<dataset>.toml when it exists, else the default config."""
-    shipped = Path("configs") / f"{dataset}.toml"
-    return str(shipped) if dataset and shipped.is_file() else DEFAULT_CONFIG
+    """The shipped config named after the data set when there is one, else the default config."""
+    return dataset if dataset and (SHIPPED / f"{dataset}.toml").is_file() else DEFAULT_CONFIG
 
 
 @main.command()
@@ -86,24 +84,20 @@ def _dataset_config(dataset: str | None) -> str:
 @click.option("--file", "custom_file", default=None, help="custom: the CSV or JSONL file under --root")
 @click.option("--splits", default=None, help="comma-separated splits to prepare, e.g. test")
 @click.option("--val-videos", type=int, default=None, help="hold out this many training videos as the val split")
-@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False), help="TOML config (default: configs/<dataset>.toml, else configs/demo.toml)")
+@click.option("--config", "config_path", default=None, help="a TOML config file or a shipped config's name (default: the data set's own, else demo)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config field, e.g. prepare.paragraphs=joined")
 @user_errors
 def prepare(dataset, root, videos, out, variant, custom_file, splits, val_videos, config_path, overrides) -> None:
     """Read a benchmark's official annotations and write the manifests stage one reads;
     videos that are not found are counted and listed (missing.txt), not fatal."""
-    from pipeline.datasets.common import AnnotationError
-    from pipeline.prepare import prepare as run_prepare
+    from teachcache.pipeline.prepare import prepare as run_prepare
 
     flags = {"dataset": dataset, "root": root, "videos": videos, "variant": variant, "file": custom_file, "val_videos": val_videos}
     extra = [f"prepare.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     if splits is not None:
         extra.append(f"prepare.splits={json.dumps([s.strip() for s in splits.split(',') if s.strip()])}")
     cfg = load_config(config_path or _dataset_config(dataset), [*overrides, *extra])
-    try:
-        _, report = run_prepare(cfg.prepare, out or cfg.extract.data)
-    except AnnotationError as exc:
-        raise UserError(str(exc)) from exc
+    _, report = run_prepare(cfg.prepare, out or cfg.extract.data)
     click.echo(report.line())
 
 
@@ -115,7 +109,7 @@ def prepare(dataset, root, videos, out, variant, custom_file, splits, val_videos
 @user_errors
 def extract(config_path: str, overrides: tuple[str, ...], force: bool, strict: bool, quiet: bool) -> None:
     """Stage one: decode, encode and score teachers once; write the store."""
-    from stages.extract.run import ExtractionFailures, run_extraction
+    from teachcache.stages.extract.run import ExtractionFailures, run_extraction
 
     cfg = load_config(config_path, list(overrides))
     try:
@@ -140,7 +134,7 @@ def _format_bytes(n: float) -> str:
 @user_errors
 def info(store: str, as_json: bool) -> None:
     """Describe a store: arrays, sizes, fingerprint, completeness, failures."""
-    from cache.store import Store
+    from teachcache.cache.store import Store
 
     with Store.open(store, require_complete=False) as opened:
         data = opened.info()
@@ -154,7 +148,7 @@ def info(store: str, as_json: bool) -> None:
     click.echo(f"size         {_format_bytes(data['stored_bytes'])} stored, {_format_bytes(data['bytes_per_video'])} per video")
     click.echo(f"{'array':<28} {'shape':<20} {'dtype':<8} stored")
     for a in data["arrays"]:
-        click.echo(f"{a['name']:<28} {str(tuple(a['shape'])):<20} {a['dtype']:<8} {_format_bytes(a['stored_bytes'])}")
+        click.echo(f"{a['name']:<28} {tuple(a['shape'])!s:<20} {a['dtype']:<8} {_format_bytes(a['stored_bytes'])}")
     for name, size in data["files"].items():
         click.echo(f"{'files/' + name:<58} {_format_bytes(size)}")
     click.echo(f"failures     {len(data['failures'])}")
@@ -171,14 +165,14 @@ def info(store: str, as_json: bool) -> None:
 @user_errors
 def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: bool) -> None:
     """Stage two: train the student from the store only (no video, no encoder)."""
-    from pipeline.report import card_markdown, ensure_baseline, restrict_card, teacher_card, write_card
-    from stages.distributed import RankInfo
-    from stages.extract.run import open_extracted_store
-    from stages.student.train import train_student
+    from teachcache.pipeline.report import card_markdown, ensure_baseline, restrict_card, teacher_card, write_card
+    from teachcache.pipeline.stores import open_training_store
+    from teachcache.stages.common.distributed import RankInfo
+    from teachcache.stages.student.recipe import train_student
 
     cfg = load_config(config_path, list(overrides))
     main_rank = RankInfo.from_env().is_main  # under torchrun every rank trains; rank 0 reports
-    with open_extracted_store(cfg.extract) as store:
+    with open_training_store(cfg.extract) as store:
         run_dir = Path(cfg.train.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         if main_rank:
@@ -213,8 +207,8 @@ def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: boo
 def teachers(store: str | None, config_path: str, overrides: tuple[str, ...], no_baseline: bool, as_json: bool, quiet: bool) -> None:
     """The teacher report card of a store (default: extract.store): each teacher's own val/test
     t2v R1/R5/R10 next to the InfoNCE-only student ([train] of the config) from the same cache."""
-    from cache.store import Store
-    from pipeline.report import card_markdown, ensure_baseline, teacher_card, write_card
+    from teachcache.cache.store import Store
+    from teachcache.pipeline.report import card_markdown, ensure_baseline, teacher_card, write_card
 
     cfg = load_config(config_path, list(overrides))
     with Store.open(store or cfg.extract.store) as opened:
@@ -234,7 +228,7 @@ def teachers(store: str | None, config_path: str, overrides: tuple[str, ...], no
 @user_errors
 def report(run_dir: str, out: str | None) -> None:
     """Write a self-contained HTML report of a training run: metrics, curves, teachers, ablation, store."""
-    from pipeline.report_html import write_report
+    from teachcache.pipeline.report_html import write_report
 
     click.echo(f"report: {write_report(run_dir, out)}")
 
@@ -248,7 +242,7 @@ def report(run_dir: str, out: str | None) -> None:
 @user_errors
 def search(queries: tuple[str, ...], run_dir: str, top_k: int, split: str | None, html_path: str | None) -> None:
     """Find videos for text queries with a trained student (one vector per video, one dot product per video)."""
-    from pipeline.search import SearchIndex, search_page
+    from teachcache.pipeline.search import SearchIndex, search_page
 
     index = SearchIndex(run_dir)
     try:
@@ -273,7 +267,7 @@ def search(queries: tuple[str, ...], run_dir: str, top_k: int, split: str | None
 @user_errors
 def ablate(config_path: str, overrides: tuple[str, ...], quiet: bool, only: tuple[str, ...]) -> None:
     """Train the [ablate] variants over one store; write a table (md, csv) and a chart (png)."""
-    from pipeline.ablate import run_ablation
+    from teachcache.pipeline.ablate import run_ablation
 
     rows, out = run_ablation(config_path, list(overrides), progress=not quiet, only=list(only))
     click.echo((out / "ablation.md").read_text(), nl=False)

@@ -72,6 +72,7 @@ def image(png: bytes, alt: str, css: str = "plot") -> str:
 
 def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """An HTML table; floats are shown with one decimal."""
+
     def cell(v: object) -> str:
         return escape(f"{v:.1f}" if isinstance(v, float) else v)
 

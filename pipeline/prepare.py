@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.manifest import Manifest, write_manifest
-from pipeline.datasets import DATASETS, dataset_reader
-from pipeline.datasets.common import SPLITS, AnnotatedVideo, AnnotationError, Annotations
-from stages.extract.decode import frame_files
-from stages.options import opt
+from teachcache.cache.errors import ConfigError, InputMissing
+from teachcache.cache.manifest import Manifest, write_manifest
+from teachcache.pipeline.datasets import DATASETS
+from teachcache.pipeline.datasets.common import SPLITS, AnnotatedVideo, AnnotationError, Annotations
+from teachcache.stages.common.options import opt
+from teachcache.stages.extract.decode import frame_files
 
 VIDEO_EXTENSIONS = [".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp"]
 MISSING_FILE = "missing.txt"
@@ -31,11 +32,11 @@ PARAGRAPHS = ("auto", "joined", "sentences")
 
 @dataclass
 class PrepareConfig:
-    dataset: str = opt("msrvtt", f"benchmark whose annotations are read: {' | '.join(DATASETS)}")
+    dataset: str = opt("msrvtt", "benchmark whose annotations are read", DATASETS)
     root: str = opt("", "folder holding the official annotation files")
-    videos: str = opt("", "folder holding the video files or frame folders, searched recursively (\"\" = root)")
-    variant: str = opt("", "msrvtt: 9k | 7k | full (\"\" = 9k); vatex: the split lists' folder (\"\" = root)")
-    file: str = opt("", "custom: the CSV or JSONL file, relative to root (\"\" = captions.csv or captions.jsonl)")
+    videos: str = opt("", 'folder holding the video files or frame folders, searched recursively ("" = root)')
+    variant: str = opt("", 'msrvtt: 9k | 7k | full ("" = 9k); vatex: the split lists\' folder ("" = root)')
+    file: str = opt("", 'custom: the CSV or JSONL file, relative to root ("" = captions.csv or captions.jsonl)')
     splits: list[str] = opt(list(SPLITS), "splits to prepare (one the benchmark lacks is skipped)")
     paragraphs: str = opt("auto", "auto (the benchmark's protocol: DiDeMo and ActivityNet join a video's captions) | joined | sentences")
     val_videos: int = opt(0, "hold out this many training videos as the val split (for benchmarks without one: MSR-VTT, ActivityNet)")
@@ -70,7 +71,7 @@ class VideoIndex:
 
     def __init__(self, folder: Path, extensions: list[str]):
         if not folder.is_dir():
-            raise FileNotFoundError(f"video folder {folder} does not exist; pass --videos the folder that holds the videos")
+            raise InputMissing(f"video folder {folder} does not exist; pass --videos the folder that holds the videos")
         self.folder = folder
         rank = {e.lower(): i for i, e in enumerate(extensions)}
         self.extensions = set(rank)
@@ -138,31 +139,31 @@ def hold_out_val(videos: list[dict], count: int, seed: int) -> None:
     if count <= 0:
         return
     if any(v["split"] == "val" for v in videos):
-        raise ValueError("prepare.val_videos: this data set already has a val split; set val_videos = 0")
+        raise ConfigError("prepare.val_videos: this data set already has a val split; set val_videos = 0")
     train = [i for i, v in enumerate(videos) if v["split"] == "train"]
     if count >= len(train):
-        raise ValueError(f"prepare.val_videos = {count} would leave no training video (there are {len(train)})")
+        raise ConfigError(f"prepare.val_videos = {count} would leave no training video (there are {len(train)})")
     for i in np.random.default_rng(seed).permutation(len(train))[:count]:
         videos[train[int(i)]]["split"] = "val"
 
 
 def _use_paragraphs(cfg: PrepareConfig, annotations: Annotations) -> bool:
     if cfg.paragraphs not in PARAGRAPHS:
-        raise ValueError(f"prepare.paragraphs = {cfg.paragraphs!r}; choose one of {PARAGRAPHS}")
+        raise ConfigError(f"prepare.paragraphs = {cfg.paragraphs!r}; choose one of {PARAGRAPHS}")
     return annotations.paragraphs if cfg.paragraphs == "auto" else cfg.paragraphs == "joined"
 
 
 def check_config(cfg: PrepareConfig) -> None:
     """Refuse a bad prepare config before reading anything."""
     if cfg.dataset not in DATASETS:
-        raise ValueError(f"unknown data set {cfg.dataset!r}; choose one of {list(DATASETS)}")
+        raise ConfigError(f"unknown data set {cfg.dataset!r}; choose one of {list(DATASETS)}")
     if not cfg.root:
-        raise ValueError("prepare needs the annotation folder: --root DIR (or prepare.root in the config)")
+        raise ConfigError("prepare needs the annotation folder: --root DIR (or prepare.root in the config)")
     bad = [s for s in cfg.splits if s not in SPLITS]
     if bad or not cfg.splits:
-        raise ValueError(f"prepare.splits = {cfg.splits}; use one or more of {list(SPLITS)}")
+        raise ConfigError(f"prepare.splits = {cfg.splits}; use one or more of {list(SPLITS)}")
     if cfg.val_videos < 0 or cfg.frames_fps <= 0:
-        raise ValueError("prepare.val_videos must be >= 0 and prepare.frames_fps > 0")
+        raise ConfigError("prepare.val_videos must be >= 0 and prepare.frames_fps > 0")
 
 
 def prepare(cfg: PrepareConfig, out: str | Path) -> tuple[Manifest, PrepareReport]:
@@ -170,8 +171,8 @@ def prepare(cfg: PrepareConfig, out: str | Path) -> tuple[Manifest, PrepareRepor
     check_config(cfg)
     root, out = Path(cfg.root), Path(out)
     if not root.is_dir():
-        raise FileNotFoundError(f"annotation folder {root} does not exist; pass --root the folder that holds the official annotation files")
-    annotations = dataset_reader(cfg.dataset)(root, cfg)
+        raise InputMissing(f"annotation folder {root} does not exist; pass --root the folder that holds the official annotation files")
+    annotations = DATASETS.get(cfg.dataset)(root, cfg)
     videos = [v for v in _unique_videos(annotations.videos) if v.split in cfg.splits]
     index = VideoIndex(Path(cfg.videos) if cfg.videos else root, cfg.extensions)
     rows, missing = [], []
@@ -183,7 +184,7 @@ def prepare(cfg: PrepareConfig, out: str | Path) -> tuple[Manifest, PrepareRepor
         is_folder = (index.folder / path).is_dir()
         rows.append({"video_id": v.video_id, "path": path, "split": v.split, "start": v.start, "end": v.end, "fps": (v.fps or cfg.frames_fps) if is_folder else None})
     if not rows:
-        raise FileNotFoundError(
+        raise InputMissing(
             f"none of the {len(videos)} annotated videos was found under {index.folder} (looked for e.g. "
             f"{[v.video_id for v in videos[:3]]} with extensions {cfg.extensions} or as frame folders); pass --videos the right folder"
         )

@@ -1,6 +1,6 @@
 """The teacher report card: every teacher's own validation and test retrieval next to the
 InfoNCE-only student trained from the same cache, with a warning for each teacher weaker
-than that student on validation (distilling from it is likely to hurt; ../shared/DEMO.md
+than that student on validation (distilling from it is likely to hurt; docs/study.md
 measured an order-blind X-Pool teacher costing an order-aware student 5 R@1).
 
 None of the public TeachCLIP / TeachText code has it; it needs only the cache: teacher
@@ -12,12 +12,13 @@ import copy
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from cache.fingerprint import fingerprint
-from cache.store import Store
-from stages.student.config import TrainConfig, results_config
-from stages.student.train import train_student
-from stages.teachers.registry import head_record, stored_teachers
+from teachcache.cache.fingerprint import fingerprint
+from teachcache.cache.store import Store
+from teachcache.stages.student.config import TrainConfig, results_config
+from teachcache.stages.student.recipe import train_student
+from teachcache.stages.teachers.heads import head_record, stored_teachers
 
 KEYS = ("R1", "R5", "R10")
 BASELINE_DIR = "report"
@@ -43,8 +44,8 @@ def ensure_baseline(train: TrainConfig, store: Store, progress: bool = True) -> 
     return train_student(cfg, store, progress=False)
 
 
-def _row(name: str, kind: str, metrics: dict) -> dict:
-    row = {"name": name, "kind": kind}
+def _row(name: str, kind: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, "kind": kind}
     for split in ("val", "test"):
         for k in KEYS:
             row[f"{split}_{k}"] = metrics[split]["t2v"][k] if split in metrics else None
@@ -61,11 +62,13 @@ def teacher_card(store: Store, baseline: dict | None) -> dict:
         row["fit"] = f"epoch {record['best_epoch']}" if record.get("fitted") else ("checkpoint" if record.get("checkpoint") else "no weights")
         rows.append(row)
         if base_val is not None and row["val_R1"] is not None and row["val_R1"] < base_val:
-            warnings.append({
-                "teacher": name,
-                "message": f"teacher {name!r} ({record['kind']}) is weaker than the InfoNCE-only student on validation "
-                f"(t2v R1 {row['val_R1']:.1f} < {base_val:.1f}): distilling from it is likely to hurt",
-            })
+            warnings.append(
+                {
+                    "teacher": name,
+                    "message": f"teacher {name!r} ({record['kind']}) is weaker than the InfoNCE-only student on validation "
+                    f"(t2v R1 {row['val_R1']:.1f} < {base_val:.1f}): distilling from it is likely to hurt",
+                }
+            )
     if baseline:
         rows.append({**_row("InfoNCE student", "baseline", baseline), "fit": f"epoch {baseline['best_epoch']}"})
     return {"store": str(store.path), "fingerprint": store.fingerprint, "rows": rows, "warnings": warnings}

@@ -12,9 +12,9 @@ import csv
 import json
 from pathlib import Path
 
-from cache.store import Store
-from pipeline.html import escape, figure_png, image, page, table
-from pipeline.runs import load_run, open_run_store
+from teachcache.cache.store import Store
+from teachcache.pipeline.html import escape, figure_png, image, page, table
+from teachcache.pipeline.runs import load_run, open_run_store
 
 METRICS = ("R1", "R5", "R10", "R50", "MdR", "MnR", "GeoMean")
 REPORT_FILE = "report.html"
@@ -22,7 +22,11 @@ REPORT_FILE = "report.html"
 
 def _metrics_section(metrics: dict) -> str:
     selected = metrics.get("selected_on", "val")
-    rows = [(split if split != "val" or selected == "val" else "val (= test)", direction, *(metrics[split][direction][k] for k in METRICS)) for split in ("val", "test") for direction in ("t2v", "v2t")]
+    rows = [
+        (split if split != "val" or selected == "val" else "val (= test)", direction, *(metrics[split][direction][k] for k in METRICS))
+        for split in ("val", "test")
+        for direction in ("t2v", "v2t")
+    ]
     notes = [f"best epoch {metrics['best_epoch']}, selected by {escape(selected)} t2v R@1"]
     if selected == "test":
         notes.append("the epoch was selected on the test split: its numbers are optimistic")
@@ -62,7 +66,7 @@ def _teachers_section(run_dir: Path, store: Store) -> str:
     if card_path.is_file():
         card = json.loads(card_path.read_text())
     else:
-        from pipeline.report import teacher_card
+        from teachcache.pipeline.report import teacher_card
 
         card = teacher_card(store, None)
     if not card["rows"]:
@@ -79,7 +83,17 @@ def _ablation_section(folder: Path) -> str:
         return ""
     with open(table_path) as f:
         rows = list(csv.DictReader(f))
-    shown = [(r["variant"], r["seeds"], f"{float(r['val_t2v_R1']):.1f} ± {float(r['val_t2v_R1_std']):.1f}", f"{float(r['test_t2v_R1']):.1f} ± {float(r['test_t2v_R1_std']):.1f}", float(r["test_t2v_R5"]), float(r["test_t2v_R10"])) for r in rows]
+    shown = [
+        (
+            r["variant"],
+            r["seeds"],
+            f"{float(r['val_t2v_R1']):.1f} ± {float(r['val_t2v_R1_std']):.1f}",
+            f"{float(r['test_t2v_R1']):.1f} ± {float(r['test_t2v_R1_std']):.1f}",
+            float(r["test_t2v_R5"]),
+            float(r["test_t2v_R10"]),
+        )
+        for r in rows
+    ]
     picture = image(chart.read_bytes(), "ablation chart: t2v R@1 per variant") if chart.is_file() else ""
     return f"<h2>Ablation ({escape(folder)})</h2>" + table(("variant", "seeds", "val t2v R@1", "test t2v R@1", "test R@5", "test R@10"), shown) + picture
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cache.store import Store
-from pipeline.config import Config, load_config
+from teachcache.cache.errors import InputMissing
+from teachcache.cache.store import Store
+from teachcache.pipeline.config import Config, load_config
 
 
 def load_run(run_dir: str | Path, also: tuple[str, ...] = ()) -> tuple[Config, dict]:
@@ -14,7 +15,7 @@ def load_run(run_dir: str | Path, also: tuple[str, ...] = ()) -> tuple[Config, d
     run_dir = Path(run_dir)
     for name in ("config.toml", "metrics.json", *also):
         if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir} has no {name}: give the folder of a finished `teachcache train` run")
+            raise InputMissing(f"{run_dir} has no {name}: give the folder of a finished `teachcache train` run")
     return load_config(run_dir / "config.toml"), json.loads((run_dir / "metrics.json").read_text())
 
 

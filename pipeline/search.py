@@ -16,11 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.runs import load_run, open_run_store
-from pipeline.html import array_png, escape, image, page
-from stages.device import resolve_device
-from stages.extract.run import KEYFRAMES, configured_text_encoder
-from stages.student.model import Student
+from teachcache.cache import schema
+from teachcache.cache.errors import ConfigError
+from teachcache.cache.schema import KEYFRAMES
+from teachcache.pipeline.html import array_png, escape, image, page
+from teachcache.pipeline.runs import load_run, open_run_store
+from teachcache.stages.common.device import resolve_device
+from teachcache.stages.extract.components import text_spec
+from teachcache.stages.extract.encoders import build_text_encoder
+from teachcache.stages.student.model import Student
 
 INDEX_FILE = "index.safetensors"
 
@@ -59,8 +63,8 @@ class SearchIndex:
         for text, video in zip(captions.column("text").to_pylist(), captions.column("video_index").to_pylist()):
             self.first_caption.setdefault(int(video), text)
         self.vectors = self._index()
-        spec = next(t for t in self.config.extract.text_encoders if t.name == train.text)
-        self.text_encoder = configured_text_encoder(spec, self.device, self.config.extract.precision)  # loaded once, before any query is timed
+        spec = self.config.extract.text_encoders[train.text]
+        self.text_encoder = build_text_encoder(spec.kind, text_spec(spec), self.device, self.config.extract.precision, spec.batch_size)  # loaded once, before any query is timed
 
     @torch.inference_mode()
     def _index(self, batch: int = 4096) -> torch.Tensor:
@@ -73,12 +77,12 @@ class SearchIndex:
             stored = load_file(path)
             if bytes(stored["key"].numpy()).decode() == key and len(stored["vectors"]) == len(self.video_ids):
                 return stored["vectors"].to(self.device).float()
-        frames_name = f"frames/{self.config.train.frames}"
+        frames_name = schema.frames(self.config.train.frames)
         parts = []
         for lo in range(0, len(self.video_ids), batch):
             rows = slice(lo, min(lo + batch, len(self.video_ids)))
             frames = torch.from_numpy(self.store.read(frames_name, rows)).to(self.device)
-            mask = torch.from_numpy(self.store.read(f"frame_mask/{self.config.train.frames}", rows)).to(self.device)
+            mask = torch.from_numpy(self.store.read(schema.frame_mask(self.config.train.frames), rows)).to(self.device)
             parts.append(self.student.encode_video(frames, mask)[0].float())
         vectors = torch.cat(parts)
         save_file({"vectors": vectors.half().cpu(), "key": torch.tensor(list(key.encode()), dtype=torch.uint8)}, path)
@@ -93,13 +97,13 @@ class SearchIndex:
     def search(self, query: str, k: int = 5, split: str | None = None) -> tuple[list[Hit], float]:
         """The top ``k`` videos (optionally of one split) for a query, and the seconds it took."""
         if not query.strip():
-            raise ValueError("the query is empty; give some words, e.g. \"a red square slides left\"")
+            raise ConfigError('the query is empty; give some words, e.g. "a red square slides left"')
         start = time.perf_counter()
         scores = self.vectors @ self.encode_query(query)
         if split is not None:
             allowed = torch.tensor([s == split for s in self.splits], device=scores.device)
             if not allowed.any():
-                raise ValueError(f"no video of the store is in split {split!r}")
+                raise ConfigError(f"no video of the store is in split {split!r}")
             scores = scores.masked_fill(~allowed, float("-inf"))
         top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum()))).indices.tolist()
         seconds = time.perf_counter() - start

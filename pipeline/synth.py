@@ -21,11 +21,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
-from cache.manifest import Manifest, write_manifest
-from stages.options import opt
+from teachcache.cache.errors import ConfigError
+from teachcache.cache.manifest import Manifest, write_manifest
+from teachcache.stages.common.options import opt
 
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
@@ -60,19 +62,13 @@ SIZE_WORDS: dict[str, tuple[str, ...]] = {
 }
 # action -> (present tense, gerund) phrasings
 ACTION_WORDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "move_left": (("moves left", "moving left"), ("slides left", "sliding left"),
-                  ("travels left", "travelling left"), ("drifts to the left", "drifting to the left")),
-    "move_right": (("moves right", "moving right"), ("slides right", "sliding right"),
-                   ("travels right", "travelling right"), ("drifts to the right", "drifting to the right")),
-    "move_up": (("moves up", "moving up"), ("rises", "rising"), ("floats upward", "floating upward"),
-                ("climbs", "climbing")),
-    "move_down": (("moves down", "moving down"), ("falls", "falling"), ("drops", "dropping"),
-                  ("sinks", "sinking")),
-    "appear": (("appears", "appearing"), ("fades in", "fading in"), ("pops up", "popping up"),
-               ("shows up", "showing up")),
+    "move_left": (("moves left", "moving left"), ("slides left", "sliding left"), ("travels left", "travelling left"), ("drifts to the left", "drifting to the left")),
+    "move_right": (("moves right", "moving right"), ("slides right", "sliding right"), ("travels right", "travelling right"), ("drifts to the right", "drifting to the right")),
+    "move_up": (("moves up", "moving up"), ("rises", "rising"), ("floats upward", "floating upward"), ("climbs", "climbing")),
+    "move_down": (("moves down", "moving down"), ("falls", "falling"), ("drops", "dropping"), ("sinks", "sinking")),
+    "appear": (("appears", "appearing"), ("fades in", "fading in"), ("pops up", "popping up"), ("shows up", "showing up")),
     "disappear": (("disappears", "disappearing"), ("fades out", "fading out"), ("vanishes", "vanishing")),
-    "grow": (("grows", "growing"), ("gets bigger", "getting bigger"), ("expands", "expanding"),
-             ("swells", "swelling")),
+    "grow": (("grows", "growing"), ("gets bigger", "getting bigger"), ("expands", "expanding"), ("swells", "swelling")),
     "shrink": (("shrinks", "shrinking"), ("gets smaller", "getting smaller"), ("contracts", "contracting")),
     "bounce": (("bounces", "bouncing"), ("hops", "hopping"), ("jumps up and down", "jumping up and down")),
 }
@@ -81,13 +77,25 @@ COLOURS, SHAPES, ACTIONS = tuple(PALETTE), tuple(SHAPE_WORDS), tuple(ACTION_WORD
 # Caption templates: c<i> is event i as a clause ("a red box falls"), g<i> as a gerund
 # phrase ("a red box falling"). "{c2} after {c1}" is the reversed order form.
 TEMPLATES: dict[int, tuple[str, ...]] = {
-    1: ("{c1}", "{c1}", "we see {g1}", "{c1} on a dark background", "a clip where {c1}",
-        "{c1} on a black screen"),
-    2: ("{c1}, then {c2}", "{c1} and then {c2}", "first {c1}, then {c2}", "{c1} before {c2}",
-        "{c1}; after that, {c2}", "{c1}, followed by {g2}", "{c2} after {c1}", "after {c1}, {c2}"),
-    3: ("{c1}, then {c2}, then {c3}", "first {c1}, then {c2}, and finally {c3}",
-        "{c1} before {c2}; after that, {c3}", "{c1}, followed by {g2} and then {g3}",
-        "{c2} after {c1}, then {c3}", "{c1}; after that, {c2}, and then {c3}"),
+    1: ("{c1}", "{c1}", "we see {g1}", "{c1} on a dark background", "a clip where {c1}", "{c1} on a black screen"),
+    2: (
+        "{c1}, then {c2}",
+        "{c1} and then {c2}",
+        "first {c1}, then {c2}",
+        "{c1} before {c2}",
+        "{c1}; after that, {c2}",
+        "{c1}, followed by {g2}",
+        "{c2} after {c1}",
+        "after {c1}, {c2}",
+    ),
+    3: (
+        "{c1}, then {c2}, then {c3}",
+        "first {c1}, then {c2}, and finally {c3}",
+        "{c1} before {c2}; after that, {c3}",
+        "{c1}, followed by {g2} and then {g3}",
+        "{c2} after {c1}, then {c3}",
+        "{c1}; after that, {c2}, and then {c3}",
+    ),
 }
 
 BACKGROUND_LEVEL = 14.0  # mean background brightness (of 255)
@@ -154,18 +162,16 @@ def check_config(config: SynthConfig) -> None:
     """Raise ValueError naming the first bad field of ``config``."""
     for name in ("n_train", "n_val", "n_test", "seed"):
         if getattr(config, name) < 0:
-            raise ValueError(f"SynthConfig.{name} must be >= 0, got {getattr(config, name)}")
+            raise ConfigError(f"SynthConfig.{name} must be >= 0, got {getattr(config, name)}")
     for name in ("captions_per_video", "fps", "min_seconds", "workers"):
         if getattr(config, name) < 1:
-            raise ValueError(f"SynthConfig.{name} must be >= 1, got {getattr(config, name)}")
+            raise ConfigError(f"SynthConfig.{name} must be >= 1, got {getattr(config, name)}")
     if config.n_videos == 0:
-        raise ValueError("SynthConfig asks for no videos: n_train + n_val + n_test must be > 0")
+        raise ConfigError("SynthConfig asks for no videos: n_train + n_val + n_test must be > 0")
     if config.size % 2 or config.size < 16:
-        raise ValueError(f"SynthConfig.size must be even and >= 16 (H.264 yuv420p), got {config.size}")
+        raise ConfigError(f"SynthConfig.size must be even and >= 16 (H.264 yuv420p), got {config.size}")
     if config.min_seconds > config.max_seconds:
-        raise ValueError(
-            f"SynthConfig.min_seconds ({config.min_seconds}) must be <= max_seconds ({config.max_seconds})"
-        )
+        raise ConfigError(f"SynthConfig.min_seconds ({config.min_seconds}) must be <= max_seconds ({config.max_seconds})")
 
 
 def video_id(index: int) -> str:
@@ -301,9 +307,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
 
     partial = path.with_name(path.name + ".part")
     with av.open(str(partial), mode="w", format="mp4") as container:
-        stream = container.add_stream(
-            "libx264", rate=fps, options={"crf": "18", "preset": "veryfast", "threads": "1"}
-        )
+        stream = container.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast", "threads": "1"})
         stream.width = stream.height = frames.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = 2 * fps
@@ -323,8 +327,10 @@ def _render_job(job: tuple[VideoPlan, SynthConfig, str]) -> str:
 
 # ---------------------------------------------------------------- captions
 
+T = TypeVar("T")
 
-def _pick(rng: np.random.Generator, options: tuple) -> object:
+
+def _pick(rng: np.random.Generator, options: tuple[T, ...]) -> T:
     return options[rng.integers(len(options))]
 
 
@@ -376,13 +382,9 @@ def captions_for(plan: VideoPlan, config: SynthConfig) -> list[str]:
 def _manifest_rows(plans: list[VideoPlan], config: SynthConfig) -> tuple[list[dict], list[dict]]:
     videos, captions = [], []
     for plan in plans:
-        videos.append(
-            {"video_id": plan.video_id, "path": f"videos/{plan.video_id}.mp4", "split": plan.split,
-             "start": None, "end": None}
-        )
+        videos.append({"video_id": plan.video_id, "path": f"videos/{plan.video_id}.mp4", "split": plan.split, "start": None, "end": None})
         for k, text in enumerate(captions_for(plan, config)):
-            captions.append({"caption_id": f"{plan.video_id}#{k}", "video_id": plan.video_id, "text": text,
-                             "split": plan.split})
+            captions.append({"caption_id": f"{plan.video_id}#{k}", "video_id": plan.video_id, "text": text, "split": plan.split})
     return videos, captions
 
 

@@ -19,7 +19,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """Eight generated videos (4 train, 2 val, 2 test), 2 captions each."""
-    from pipeline.synth import SynthConfig, generate
+    from teachcache.pipeline.synth import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("tiny_data")
     generate(root, SynthConfig(n_train=4, n_val=2, n_test=2, captions_per_video=2, seed=3, workers=1), progress=False)
@@ -36,7 +36,7 @@ def data_copy(tiny_data, tmp_path) -> Path:
 
 def tiny_extract_config(data: Path, store: Path, **layout):
     """Stage-one config over the tiny data: tiny random CLIP, its text tower, the dual teacher."""
-    from stages.extract.config import ExtractConfig, StoreLayoutConfig, DecodeConfig
+    from teachcache.stages.extract.config import DecodeConfig, ExtractConfig, StoreLayoutConfig
 
     cfg = ExtractConfig(data=str(data), store=str(store))
     cfg.layout = StoreLayoutConfig(**{"shard_size": 4, "chunk_rows": 2, **layout})
@@ -53,10 +53,8 @@ workers = 0
 [extract.layout]
 shard_size = 4
 chunk_rows = 2
-[[extract.text_encoders]]
-name = "clip"
-[[extract.teachers]]
-name = "dual"
+[extract.text_encoders.clip]
+[extract.teachers.dual]
 [train]
 epochs = 1
 batch_size = 4
@@ -65,12 +63,10 @@ heads = 4
 [ablate]
 out = "{out}"
 seeds = [0, 1]
-[[ablate.variants]]
-name = "infonce"
-overrides = ["train.objective.kind=infonce"]
-[[ablate.variants]]
-name = "teachclip"
-overrides = ["train.objective.kind=teachclip"]
+[ablate.variants.infonce]
+train.objective.kind = "infonce"
+[ablate.variants.teachclip]
+train.objective.kind = "teachclip"
 """
 
 
@@ -81,12 +77,10 @@ def cli_config(tiny_data, tmp_path):
     path.write_text(CLI_CONFIG.format(data=tiny_data, store=tmp_path / "store", out=tmp_path / "ablation"))
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from teachcache.pipeline.cli import main
 
     assert CliRunner().invoke(main, ["extract", "--quiet", "--config", str(path)]).exit_code == 0
     return path
-
-
 
 
 @pytest.fixture
@@ -94,7 +88,7 @@ def trained_run(cli_config, tmp_path):
     """A finished two-epoch `teachcache train` run over the cli_config store."""
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from teachcache.pipeline.cli import main
 
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(main, ["train", "--quiet", "--config", str(cli_config), "--set", f"train.run_dir={run_dir}", "--set", "train.epochs=2"])

@@ -14,15 +14,15 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.datasets.common import AnnotatedVideo, Annotations, expect, need_file, read_json
+from teachcache.pipeline.datasets.common import AnnotatedVideo, Annotations, expect, need_file, read_json
 
 if TYPE_CHECKING:
-    from pipeline.prepare import PrepareConfig
+    from teachcache.pipeline.prepare import PrepareConfig
 
 SPLIT_FILES = {"train": ("train.json", "train_ids.json"), "test": ("val_1.json", "val_ids.json")}
 
 
-def read(root: Path, cfg: "PrepareConfig") -> Annotations:
+def read(root: Path, cfg: PrepareConfig) -> Annotations:
     """ActivityNet annotations: train from train.json, test from val_1.json."""
     out = Annotations(paragraphs=True)
     for split in cfg.splits:
@@ -39,8 +39,8 @@ def read(root: Path, cfg: "PrepareConfig") -> Annotations:
             entry = data[vid]
             expect(isinstance(entry, dict) and isinstance(entry.get("sentences"), list), path, f"{vid}: lacks a 'sentences' list")
             duration = float(entry.get("duration") or 0.0)
-            window = (0.0, float(math.ceil(duration))) if duration > 0 else (None, None)
-            out.add_video(AnnotatedVideo(vid, split, *window, names=(vid[2:],) if vid.startswith("v_") else ()))
+            start, end = (0.0, float(math.ceil(duration))) if duration > 0 else (None, None)
+            out.add_video(AnnotatedVideo(vid, split, start, end, names=(vid[2:],) if vid.startswith("v_") else ()))
             for i, sentence in enumerate(entry["sentences"]):
                 out.add_caption(f"{vid}#{i}", vid, sentence)
     return out

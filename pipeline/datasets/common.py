@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from teachcache.cache.errors import TeachcacheError
+
 SPLITS = ("train", "val", "test")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(TeachcacheError, ValueError):
     """An annotation file is missing or not in the benchmark's format; the message says which and why."""
 
 
@@ -59,10 +61,7 @@ def need_file(root: Path, name: str, why: str) -> Path:
     """``root/name``, or an AnnotationError that says what the file is for."""
     path = root / name
     if not path.is_file():
-        raise AnnotationError(
-            f"{name} not found under {root} ({why}); pass --root the folder that holds the official annotation files, "
-            "or leave that split out with --splits"
-        )
+        raise AnnotationError(f"{name} not found under {root} ({why}); pass --root the folder that holds the official annotation files, or leave that split out with --splits")
     return path
 
 

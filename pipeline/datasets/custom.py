@@ -14,10 +14,10 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from pipeline.datasets.common import SPLITS, AnnotatedVideo, AnnotationError, Annotations, read_table
+from teachcache.pipeline.datasets.common import SPLITS, AnnotatedVideo, AnnotationError, Annotations, read_table
 
 if TYPE_CHECKING:
-    from pipeline.prepare import PrepareConfig
+    from teachcache.pipeline.prepare import PrepareConfig
 
 DEFAULT_FILES = ("captions.csv", "captions.jsonl")
 REQUIRED = ("video", "caption", "split")
@@ -63,7 +63,7 @@ def _video(row: dict, where: str) -> AnnotatedVideo:
     return AnnotatedVideo(vid, split, _number(row, "start", where), _number(row, "end", where), names=(str(posix),), fps=_number(row, "fps", where))
 
 
-def read(root: Path, cfg: "PrepareConfig") -> Annotations:
+def read(root: Path, cfg: PrepareConfig) -> Annotations:
     """Rows of the custom file: one caption each, videos by path."""
     candidates = [cfg.file] if cfg.file else list(DEFAULT_FILES)
     path = next((root / c for c in candidates if (root / c).is_file()), None)

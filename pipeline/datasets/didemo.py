@@ -14,16 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.datasets.common import AnnotatedVideo, Annotations, expect, need_file, read_json
+from teachcache.pipeline.datasets.common import AnnotatedVideo, Annotations, expect, need_file, read_json
 
 if TYPE_CHECKING:
-    from pipeline.prepare import PrepareConfig
+    from teachcache.pipeline.prepare import PrepareConfig
 
 SPLIT_FILES = {"train": "train_data.json", "val": "val_data.json", "test": "test_data.json"}
 WINDOW = (0.0, 31.0)
 
 
-def read(root: Path, cfg: "PrepareConfig") -> Annotations:
+def read(root: Path, cfg: PrepareConfig) -> Annotations:
     """DiDeMo annotations: one paragraph per video over the 0-31 s window."""
     out = Annotations(paragraphs=True)
     for split in cfg.splits:

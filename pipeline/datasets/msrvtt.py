@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.datasets.common import AnnotatedVideo, AnnotationError, Annotations, expect, need_file, read_json, read_table
+from teachcache.pipeline.datasets.common import AnnotatedVideo, AnnotationError, Annotations, expect, need_file, read_json, read_table
 
 JSON_FILE = "MSRVTT_data.json"
 TEST_1KA_FILE = "MSRVTT_JSFUSION_test.csv"
@@ -25,7 +25,7 @@ JSON_SPLITS = {"train": "train", "validate": "val", "val": "val", "test": "test"
 VARIANTS = ("9k", "7k", "full")
 
 if TYPE_CHECKING:
-    from pipeline.prepare import PrepareConfig
+    from teachcache.pipeline.prepare import PrepareConfig
 
 
 def _json_captions(root: Path) -> tuple[dict, dict[str, list[tuple[str, str]]]]:
@@ -60,7 +60,7 @@ def _add_1ka_test(out: Annotations, root: Path) -> None:
         out.add_caption(row["key"], row["video_id"], row["sentence"])
 
 
-def read(root: Path, cfg: "PrepareConfig") -> Annotations:
+def read(root: Path, cfg: PrepareConfig) -> Annotations:
     """MSR-VTT annotations: ``cfg.variant`` 9k or 7k (training CSV + 1k-A test) or full."""
     variant, splits = cfg.variant or "9k", tuple(cfg.splits)
     if variant not in VARIANTS:

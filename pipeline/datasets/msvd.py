@@ -15,10 +15,10 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.datasets.common import AnnotatedVideo, AnnotationError, Annotations, expect, need_file, read_lines
+from teachcache.pipeline.datasets.common import AnnotatedVideo, AnnotationError, Annotations, expect, need_file, read_lines
 
 if TYPE_CHECKING:
-    from pipeline.prepare import PrepareConfig
+    from teachcache.pipeline.prepare import PrepareConfig
 
 CAPTIONS_FILE = "raw-captions.pkl"
 LIST_FILES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
@@ -58,7 +58,7 @@ def _caption_text(caption: Any) -> str:
     return caption if isinstance(caption, str) else " ".join(caption)
 
 
-def read(root: Path, cfg: "PrepareConfig") -> Annotations:
+def read(root: Path, cfg: PrepareConfig) -> Annotations:
     """MSVD annotations: the three list files and the captions pickle."""
     path = need_file(root, CAPTIONS_FILE, "the captions of every video")
     captions = load_plain_pickle(path)

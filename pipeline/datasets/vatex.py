@@ -16,10 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.datasets.common import AnnotatedVideo, AnnotationError, Annotations, expect, need_file, read_json, read_lines
+from teachcache.pipeline.datasets.common import AnnotatedVideo, AnnotationError, Annotations, expect, need_file, read_json, read_lines
 
 if TYPE_CHECKING:
-    from pipeline.prepare import PrepareConfig
+    from teachcache.pipeline.prepare import PrepareConfig
 
 TRAIN_FILE, VALIDATION_FILE = "vatex_training_v1.0.json", "vatex_validation_v1.0.json"
 REF_FILE = "ref_captions.json"
@@ -42,7 +42,7 @@ def _add(out: Annotations, vid: str, split: str, sentences: list[str]) -> None:
         out.add_caption(f"{vid}#{i}", vid, sentence)
 
 
-def _read_ref_layout(root: Path, cfg: "PrepareConfig") -> Annotations:
+def _read_ref_layout(root: Path, cfg: PrepareConfig) -> Annotations:
     path = root / REF_FILE
     captions = read_json(path)
     expect(isinstance(captions, dict), path, "expected an object of video id -> sentences")
@@ -60,7 +60,7 @@ def _read_ref_layout(root: Path, cfg: "PrepareConfig") -> Annotations:
     return out
 
 
-def read(root: Path, cfg: "PrepareConfig") -> Annotations:
+def read(root: Path, cfg: PrepareConfig) -> Annotations:
     """VATEX annotations in the official or the HGR layout."""
     if (root / REF_FILE).is_file():
         return _read_ref_layout(root, cfg)

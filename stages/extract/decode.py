@@ -16,19 +16,23 @@ gives.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
 import secrets
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
+from typing import Any
 
 import numpy as np
 
-from stages.extract.sampling import sample_indices
+from teachcache.cache.errors import ConfigError
+from teachcache.cache.registry import Registry
+from teachcache.stages.extract.sampling import sample_indices
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ RESIZE_MODES = ("shortest", "squash")
 def _resample(name: str) -> int:
     from PIL import Image
 
-    return Image.BILINEAR if name == "bilinear" else Image.BICUBIC
+    return int(Image.Resampling.BILINEAR if name == "bilinear" else Image.Resampling.BICUBIC)
 
 
 def _resized_size(width: int, height: int, spec: GeometrySpec) -> tuple[int, int]:
@@ -99,7 +103,7 @@ def apply_geometry(frames: np.ndarray, spec: GeometrySpec) -> np.ndarray:
     from PIL import Image
 
     if spec.resize_mode not in RESIZE_MODES:
-        raise ValueError(f"resize_mode {spec.resize_mode!r} is not supported; one of {RESIZE_MODES}")
+        raise ConfigError(f"resize_mode {spec.resize_mode!r} is not supported; one of {RESIZE_MODES}")
     size = spec.image_size
     out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
     for i, frame in enumerate(frames):
@@ -107,7 +111,7 @@ def apply_geometry(frames: np.ndarray, spec: GeometrySpec) -> np.ndarray:
         new_w, new_h = _resized_size(image.width, image.height, spec)
         if (new_w, new_h) != image.size:
             image = image.resize((new_w, new_h), _resample(spec.interpolation))
-        top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+        top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)
         out[i] = np.asarray(image.crop((left, top, left + size, top + size)))
     return out
 
@@ -189,7 +193,7 @@ def decode_with_pyav(request: DecodeRequest) -> DecodedVideo:
     kept = [k for k, r in enumerate(raw) if r is not None]
     if not kept:
         raise DecodeError("pyav decoded none of the sampled frames")
-    frames = np.stack([raw[k] for k in kept])
+    frames = np.stack([r for r in raw if r is not None])
     return DecodedVideo([apply_geometry(frames, g) for g in request.geometries], indices[kept], frame_count, fps, "pyav")
 
 
@@ -230,7 +234,10 @@ def decode_frame_folder(request: DecodeRequest) -> DecodedVideo:
     return DecodedVideo(frames, indices, len(files), fps, "frames")
 
 
-BACKENDS = {"decord": decode_with_decord, "pyav": decode_with_pyav, "frames": decode_frame_folder}
+DECODERS: Registry[Any] = Registry("decode backend")
+DECODERS.add("decord", decode_with_decord, "decord, seeking to each sampled frame")
+DECODERS.add("pyav", decode_with_pyav, "PyAV (FFmpeg), the fallback")
+DECODERS.add("frames", decode_frame_folder, "a folder of JPEG/PNG frames (chosen for folders)")
 
 
 def backends_for(path: str, backends: tuple[str, ...]) -> tuple[str, ...]:
@@ -249,14 +256,14 @@ def decode_video(request: DecodeRequest, backend: str) -> DecodedVideo:
     """Run one backend (and pick the keyframe, in the worker, off the main process);
     an expected failure comes back as ``DecodedVideo.error``."""
     try:
-        video = BACKENDS[backend](request)
+        video = DECODERS.get(backend)(request)
         if request.keyframe_size:
             largest = max(range(len(request.geometries)), key=lambda g: request.geometries[g].image_size)
             video.keyframe = keyframe(video.frames[largest], request.keyframe_size)
         return video
     except DecodeError as exc:
         return DecodedVideo(error=str(exc), backend=backend)
-    except Exception as exc:  # noqa: BLE001 - any library error is a recorded failure, not a crash
+    except Exception as exc:
         return DecodedVideo(error=f"{backend}: {type(exc).__name__}: {_short(str(exc))}", backend=backend)
 
 
@@ -326,7 +333,7 @@ def shared_memory_reserve() -> float:
     except ValueError:
         mb = -1.0
     if not mb >= 0:
-        raise ValueError(f"{SHM_RESERVE_ENV}={raw!r}: give the megabytes of /dev/shm to leave free, a number >= 0")
+        raise ConfigError(f"{SHM_RESERVE_ENV}={raw!r}: give the megabytes of /dev/shm to leave free, a number >= 0")
     return mb * 2**20
 
 
@@ -358,16 +365,15 @@ class DecodePool:
 
     def __init__(self, workers: int, timeout_s: float, backends: tuple[str, ...] = ("decord", "pyav"), lookahead: int = 0):
         for b in backends:
-            if b not in BACKENDS:
-                raise ValueError(f"unknown decode backend {b!r}; choose from {sorted(BACKENDS)}")
+            DECODERS.check(b, "extract.decode.backends")
         self.workers, self.timeout_s, self.backends = workers, timeout_s, backends
         self.lookahead = lookahead or max(4, 8 * max(1, workers))
         self.block_prefix = f"tc{os.getpid()}_{secrets.token_hex(3)}_"  # this pool's shared-memory blocks (macOS: names <= 31)
         if workers > 0:
             shared_memory_reserve()  # a bad setting is refused here, not in every worker
-        self._pool = None
+        self._pool: Any = None  # pebble's ProcessPool while open
 
-    def __enter__(self) -> "DecodePool":
+    def __enter__(self) -> DecodePool:
         if self.workers > 0:
             from pebble import ProcessPool
 
@@ -390,10 +396,8 @@ class DecodePool:
         except OSError:
             return
         for name in names:
-            try:
+            with contextlib.suppress(OSError):
                 SharedFrames(DecodedVideo(), [(name, (0,))]).take()
-            except OSError:
-                pass
 
     def _schedule(self, request: DecodeRequest, backend: str):
         return self._pool.schedule(decode_to_shared, args=(request, backend, self.block_prefix), timeout=self.timeout_s)
@@ -421,7 +425,7 @@ class DecodePool:
             return self._resolve(request, self._schedule(request, backends[1]), backends[1:], errors)
         return DecodedVideo(error="; ".join(errors), backend=backend)
 
-    def imap(self, requests: Iterable[DecodeRequest]) -> Iterator[DecodedVideo]:
+    def imap(self, requests: Iterable[DecodeRequest]) -> Generator[DecodedVideo, None, None]:
         """Decode in order with at most ``lookahead`` videos in flight."""
         if self._pool is None:
             for request in requests:
@@ -453,9 +457,8 @@ class DecodePool:
             result = future.result(timeout=self.timeout_s)
             if isinstance(result, SharedFrames):
                 result.take()
-        except Exception:  # noqa: BLE001 - a failed, late or lost video holds nothing to free
+        except Exception:
             return
 
     def _result(self, request: DecodeRequest, backends: tuple[str, ...], future) -> DecodedVideo:
         return future if isinstance(future, DecodedVideo) else self._resolve(request, future, backends, [])
-

@@ -1,4 +1,4 @@
-"""Which frames of a video stage one encodes (METHOD section 1).
+"""Which frames of a video stage one encodes (docs/method.md section 1).
 
 Both samplers are pure functions of (frame count, fps, F, window): they return the
 sampled frame indices, at most F of them. The caller pads to F and masks the rest.
@@ -6,9 +6,11 @@ sampled frame indices, at most F of them. The caller pads to F and masks the res
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-SAMPLERS = ("clip4clip", "uniform")
+from teachcache.cache.registry import Registry
 
 
 def _window_seconds(window: tuple[float, float] | None, total_seconds: int) -> tuple[int, int]:
@@ -56,12 +58,12 @@ def uniform_indices(frame_count: int, fps: float, num_frames: int, window: tuple
     return (bounds[:-1] + bounds[1:] - 1) // 2
 
 
-def sample_indices(
-    sampler: str, frame_count: int, fps: float, num_frames: int, window: tuple[float, float] | None = None
-) -> np.ndarray:
-    """Dispatch to the named sampler (``clip4clip`` or ``uniform``)."""
-    if sampler == "clip4clip":
-        return clip4clip_indices(frame_count, fps, num_frames, window)
-    if sampler == "uniform":
-        return uniform_indices(frame_count, fps, num_frames, window)
-    raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+SAMPLERS: Registry[Any] = Registry("sampler")
+SAMPLERS.add("clip4clip", clip4clip_indices, "CLIP4Clip: the first frame of each second, then linspace")
+SAMPLERS.add("uniform", uniform_indices, "X-Pool: the middle frame of F equal intervals")
+
+
+def sample_indices(sampler: str, frame_count: int, fps: float, num_frames: int, window: tuple[float, float] | None = None) -> np.ndarray:
+    """Dispatch to the named sampler (``SAMPLERS``)."""
+    indices: np.ndarray = SAMPLERS.get(sampler)(frame_count, fps, num_frames, window)
+    return indices

@@ -7,14 +7,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from stages.options import opt
-
-VIDEO_HEADS = ("meanP", "seqTransf")
+from teachcache.stages.common.options import opt
+from teachcache.stages.student import VIDEO_HEADS
+from teachcache.stages.student.objectives import OBJECTIVES
 
 
 @dataclass
 class StudentConfig:
-    video_head: str = opt("seqTransf", "meanP (masked mean of normalised frames) or seqTransf (4 transformer layers, then meanP)")
+    video_head: str = opt("seqTransf", "how the frames become one video vector", VIDEO_HEADS)
     layers: int = opt(4, "seqTransf: residual transformer layers over the frames")
     heads: int = opt(4, "seqTransf: attention heads (must divide the frame width)")
     max_frames: int = opt(64, "seqTransf: size of the frame position embedding table")
@@ -24,19 +24,16 @@ class StudentConfig:
     logit_scale: float = opt(100.0, "initial logit scale (learnable, clamped to <= 100)")
 
 
-OBJECTIVES = ("infonce", "teachclip", "teachtext", "mckd")
-
-
 @dataclass
 class ObjectiveConfig:
-    kind: str = opt("teachclip", "infonce | teachclip (coarse + fine teaching) | teachtext | mckd (our reading)")
-    teachers: list[str] = opt(["dual"], "names of [[extract.teachers]] whose cached outputs teach the student")
-    coarse: str = opt("pear", "coarse teaching: pear | ce | l1 (METHOD 4b)")
-    fine: str = opt("ce", "fine teaching of AFA: ce | pear | l1 (METHOD 4c); needs student.afa")
+    kind: str = opt("teachclip", "what the student learns from (stages/student/objectives/<kind>.py)", OBJECTIVES)
+    teachers: list[str] = opt(["dual"], "names of [extract.teachers] whose cached outputs teach the student")
+    coarse: str = opt("pear", "coarse teaching (docs/method.md 4b): pear | ce | l1 (COARSE_TEACHING in stages/common/losses.py)")
+    fine: str = opt("ce", "fine teaching of AFA (docs/method.md 4c), needs student.afa: ce | pear | l1 (FINE_TEACHING in stages/common/losses.py)")
     fine_temperature: float = opt(1.0, "temperature of the teacher's relevance softmax (TeachCLIP: 1)")
-    w_infonce: float = opt(-1.0, "weight of InfoNCE; -1 = METHOD 4d's (0.2 with pear coarse, 1 with ce)")
-    w_coarse: float = opt(-1.0, "weight of coarse teaching; -1 = METHOD 4d's (1 with pear, 10 with ce)")
-    w_fine: float = opt(-1.0, "weight of fine teaching; -1 = METHOD 4d's (2 with pear coarse, 1 with ce)")
+    w_infonce: float = opt(-1.0, "weight of InfoNCE; -1 = docs/method.md 4d's (0.2 with pear coarse, 1 with ce)")
+    w_coarse: float = opt(-1.0, "weight of coarse teaching; -1 = docs/method.md 4d's (1 with pear, 10 with ce)")
+    w_fine: float = opt(-1.0, "weight of fine teaching; -1 = docs/method.md 4d's (2 with pear coarse, 1 with ce)")
     rank_loss: str = opt("max_margin", "teachtext: max_margin (margin 0.0938) or infonce")
     margin: float = opt(0.0938, "teachtext: max-margin ranking margin")
     w_distill: float = opt(1.0, "teachtext: weight of the SmoothL1 distillation term (0 = the ranking loss alone)")
@@ -57,9 +54,9 @@ class TrainConfig:
     frames: str = opt("clip", "frame encoder whose cached frame features the student reads")
     student: StudentConfig = opt(StudentConfig(), "the student's heads")
     objective: ObjectiveConfig = opt(ObjectiveConfig(), "what the student learns from")
-    denoise: DenoiseConfig = opt(DenoiseConfig(), "TeachText's removal of noisy training captions (METHOD section 6)")
+    denoise: DenoiseConfig = opt(DenoiseConfig(), "TeachText's removal of noisy training captions (docs/method.md section 6)")
     epochs: int = opt(15, "training epochs (each video once per epoch, one random caption)")
-    batch_size: int = opt(64, "videos (and captions) per step: B of METHOD section 4")
+    batch_size: int = opt(64, "videos (and captions) per step: B of docs/method.md section 4")
     lr: float = opt(1e-4, "base learning rate (AdamW, 10 % warm-up then cosine)")
     afa_lr_multiplier: float = opt(10.0, "AFA learns at this multiple of the base rate")
     weight_decay: float = opt(0.2, "AdamW weight decay (none on biases, norms and the logit scale)")
@@ -71,7 +68,9 @@ class TrainConfig:
     buffer_shards: int = opt(4, "stream: store shards read into the shuffle buffer at a time")
     eval_batch: int = opt(1024, "videos or captions encoded per evaluation step")
     keep_epoch_weights: bool = opt(False, "also keep every epoch's weights in checkpoints/ (best.safetensors and last.pt are always written)")
-    val_split: str = opt("val", "split that selects the best epoch: val, or test for benchmarks without one (MSR-VTT 1k-A, ActivityNet: the papers' protocol, which makes test numbers optimistic)")
+    val_split: str = opt(
+        "val", "split that selects the best epoch: val, or test for benchmarks without one (MSR-VTT 1k-A, ActivityNet: the papers' protocol, which makes test numbers optimistic)"
+    )
 
 
 NO_EFFECT_ON_RESULTS = ("keep_epoch_weights",)  # TrainConfig fields that change what is kept, not what is learnt

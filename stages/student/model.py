@@ -1,4 +1,4 @@
-"""The CLIP4Clip student on cached features (METHOD section 4), with optional AFA.
+"""The CLIP4Clip student on cached features (docs/method.md section 4), with optional AFA.
 
 Retrieval cost is CLIP4Clip's: one vector per video (query-independent) and one per
 caption; a score is one dot product. The frozen backbone is stage one's cache, so every
@@ -13,10 +13,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.layers import TemporalEncoder, identity_linear
-from stages.student.config import VIDEO_HEADS, StudentConfig
+from teachcache.cache import schema
+from teachcache.cache.errors import ConfigError
+from teachcache.cache.store import Store
+from teachcache.stages.common.layers import TemporalEncoder, identity_linear
+from teachcache.stages.student import VIDEO_HEADS
+from teachcache.stages.student.config import StudentConfig
 
 AFA_TEMPERATURE = 0.1  # aggregation temperature; the teaching distribution uses 1
+
+
+class MeanPooling(nn.Module):
+    """``meanP``: the frames pass unchanged (the student pools the normalised frames)."""
+
+    def __init__(self, config: StudentConfig, dim: int):
+        super().__init__()
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return frames
+
+
+class SeqTransf(TemporalEncoder):
+    """``seqTransf``: CLIP4Clip's temporal transformer over the frames (output + input)."""
+
+    def __init__(self, config: StudentConfig, dim: int):
+        if dim % config.heads:
+            raise ConfigError(f"train.student.heads = {config.heads} does not divide the frame width {dim}")
+        super().__init__(dim, config.layers, config.heads, config.max_frames)
 
 
 class AFA(nn.Module):
@@ -37,35 +60,28 @@ class Student(nn.Module):
 
     def __init__(self, config: StudentConfig, text_dim: int, frame_dim: int):
         super().__init__()
-        if config.video_head not in VIDEO_HEADS:
-            raise ValueError(f"student.video_head = {config.video_head!r}; choose one of {VIDEO_HEADS}")
+        head = VIDEO_HEADS.get(config.video_head)
         self.config = config
         self.text_projection = identity_linear(text_dim, frame_dim)
         self.video_projection = identity_linear(frame_dim, frame_dim) if config.video_projection else nn.Identity()
-        if config.video_head == "seqTransf":
-            if frame_dim % config.heads:
-                raise ValueError(f"student.heads = {config.heads} does not divide the frame width {frame_dim}")
-            self.temporal = TemporalEncoder(frame_dim, config.layers, config.heads, config.max_frames)
+        self.temporal = head(config, frame_dim)
         self.afa = AFA(frame_dim) if config.afa else None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale)))
         self.clamp_scale()
 
     @classmethod
-    def for_store(cls, config: StudentConfig, store, text: str, frames: str) -> "Student":
+    def for_store(cls, config: StudentConfig, store: Store, text: str, frames: str) -> Student:
         """A student sized for a store's ``text/<text>`` and ``frames/<frames>`` arrays."""
         dims = {a.name: a.tail for a in store.arrays}
-        return cls(config, dims[f"text/{text}"][-1], dims[f"frames/{frames}"][-1])
+        return cls(config, dims[schema.text(text)][-1], dims[schema.frames(frames)][-1])
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         """Normalised caption vectors [B, D]."""
         return F.normalize(self.text_projection(text.float()), dim=-1)
 
     def frame_features(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """phi_f: projected frames, through the temporal transformer for seqTransf (output + input)."""
-        x = self.video_projection(frames.float())
-        if self.config.video_head == "seqTransf":
-            x = self.temporal(x, mask)
-        return x
+        """phi_f: projected frames, through the video head's temporal part (seqTransf: output + input)."""
+        return self.temporal(self.video_projection(frames.float()), mask)
 
     def frame_logits(self, phi: torch.Tensor) -> torch.Tensor | None:
         """AFA logits a_f [B, F] (None without AFA)."""

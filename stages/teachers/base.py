@@ -1,5 +1,5 @@
 """What every teacher head is: the cached arrays it reads, batch logits [Bt, Bv] for any
-captions against any videos, and matched-pair relevance [n, F] (METHOD section 3).
+captions against any videos, and matched-pair relevance [n, F] (docs/method.md section 3).
 
 A head reads two mappings of arrays: caption-level ones (``text/<k>``, ``tokens/<k>``...,
 plus ``row/caption``, each caption's store row) and video-level ones (``frames/<e>``,
@@ -15,16 +15,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cache.store import ArraySpec, Store
-from stages.data import CAPTION_ROW, ROW_KEYS, VIDEO_ROW
-from stages.extract.config import TeacherConfig
-from stages.layers import TemporalEncoder, identity_linear
+from teachcache.cache import schema
+from teachcache.cache.errors import TeachcacheError
+from teachcache.cache.schema import ROW_KEYS
+from teachcache.cache.store import ArraySpec, Store
+from teachcache.stages.common.layers import TemporalEncoder, identity_linear
+from teachcache.stages.teachers.config import TeacherConfig
 
-__all__ = ["CAPTION_ROW", "VIDEO_ROW", "ROW_KEYS", "TeacherError", "TeacherHead", "FrameHead"]
+__all__ = ["FrameHead", "TeacherError", "TeacherHead"]
 MAX_SCALE = 100.0
 
 
-class TeacherError(ValueError):
+class TeacherError(TeachcacheError, ValueError):
     """A teacher cannot be built, loaded or fed; the message names the teacher."""
 
 
@@ -50,19 +52,19 @@ class TeacherHead(nn.Module):
     def check_config(cls, config: TeacherConfig, frame_encoders: dict, text_encoders: dict) -> None:
         """Refuse, before any work, a config this kind cannot serve (names of encoders, files)."""
         if cls.reads_frames and config.frames not in frame_encoders:
-            raise TeacherError(f"teacher {config.name!r} reads frames/{config.frames}, but no frame encoder is named {config.frames!r}")
+            raise TeacherError(f"teacher {config.name!r} reads {schema.frames(config.frames)}, but no frame encoder is named {config.frames!r}")
         if config.text not in text_encoders:
-            raise TeacherError(f"teacher {config.name!r} reads text/{config.text}, but no text encoder is named {config.text!r}")
+            raise TeacherError(f"teacher {config.name!r} reads {schema.text(config.text)}, but no text encoder is named {config.text!r}")
         if config.checkpoint and not cls.learns:
             raise TeacherError(f"teacher {config.name!r}: a {cls.kind} head has no weights, so checkpoint must be empty")
         if config.temporal_layers < 0 or config.fit_epochs < 1 or config.fit_batch_size < 2:
             raise TeacherError(f"teacher {config.name!r}: temporal_layers >= 0, fit_epochs >= 1 and fit_batch_size >= 2 are needed")
 
     def text_inputs(self) -> list[str]:
-        return [f"text/{self.config.text}"]
+        return [schema.text(self.config.text)]
 
     def video_inputs(self) -> list[str]:
-        return [f"frames/{self.config.frames}", f"frame_mask/{self.config.frames}"]
+        return [schema.frames(self.config.frames), schema.frame_mask(self.config.frames)]
 
     def inputs(self) -> list[str]:
         """Every array (and row key) the head reads when scoring."""
@@ -118,8 +120,8 @@ class FrameHead(TeacherHead):
 
     def __init__(self, config: TeacherConfig, dims: dict[str, tuple[int, ...]]):
         super().__init__(config, dims)
-        self.num_frames, self.dim = dims[f"frames/{config.frames}"]
-        self.text_dim = dims[f"text/{config.text}"][-1]
+        self.num_frames, self.dim = dims[schema.frames(config.frames)]
+        self.text_dim = dims[schema.text(config.text)][-1]
         if self.learns:
             self.text_projection = identity_linear(self.text_dim, self.dim)
             heads = next(h for h in (8, 4, 2, 1) if self.dim % h == 0)
@@ -127,7 +129,7 @@ class FrameHead(TeacherHead):
 
     def sentence(self, text: dict[str, torch.Tensor]) -> torch.Tensor:
         """Sentence vectors at the frame width [Bt, D] (float32)."""
-        t = text[f"text/{self.config.text}"].float()
+        t = text[schema.text(self.config.text)].float()
         return self.text_projection(t) if self.learns else t
 
     def frame_cosine(self, text: dict[str, torch.Tensor], frames: torch.Tensor) -> torch.Tensor:
@@ -136,8 +138,8 @@ class FrameHead(TeacherHead):
 
     def frames(self, video: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Frame features (through the temporal layer if any) [Bv, F, D] and the mask [Bv, F]."""
-        frames = video[f"frames/{self.config.frames}"].float()
-        mask = video[f"frame_mask/{self.config.frames}"].bool()
+        frames = video[schema.frames(self.config.frames)].float()
+        mask = video[schema.frame_mask(self.config.frames)].bool()
         if self.learns and self.temporal is not None:
             frames = self.temporal(frames, mask)
         return frames, mask

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cache.store import ArraySpec, Store
-from stages.extract.config import TeacherConfig
-from stages.teachers.base import CAPTION_ROW, VIDEO_ROW, TeacherError, TeacherHead
+from teachcache.cache import schema
+from teachcache.cache.schema import CAPTION_ROW, CAPTIONS, VIDEO_ROW
+from teachcache.cache.store import ArraySpec, Store
+from teachcache.stages.teachers.base import TeacherError, TeacherHead
+from teachcache.stages.teachers.config import TeacherConfig
 
 
 def load_scores(path: str, name: str, caption_ids: list[str], video_ids: list[str]) -> np.ndarray:
@@ -61,7 +63,7 @@ class BlackBoxTeacher(TeacherHead):
 
     def _names(self) -> list[str]:
         n = self.config.name
-        return [f"scores/{n}"] if self.dense else [f"topk_video/{n}", f"topk_score/{n}"]
+        return [schema.scores(n)] if self.dense else [schema.topk_video(n), schema.topk_score(n)]
 
     def text_inputs(self) -> list[str]:
         return [*self._names(), CAPTION_ROW]
@@ -73,24 +75,24 @@ class BlackBoxTeacher(TeacherHead):
         return []
 
     def input_specs(self, num_videos: int, caption_video: np.ndarray) -> list[ArraySpec]:
-        unit = f"inputs/{self.config.name}"
+        n, unit = self.config.name, schema.inputs_unit(self.config.name)
         if self.dense:
-            return [ArraySpec(f"scores/{self.config.name}", "captions", (num_videos,), "float16", unit)]
+            return [ArraySpec(schema.scores(n), CAPTIONS, (num_videos,), "float16", unit)]
         k = min(self.config.top_k, num_videos) + 1
-        return [ArraySpec(f"topk_video/{self.config.name}", "captions", (k,), "int32", unit), ArraySpec(f"topk_score/{self.config.name}", "captions", (k,), "float16", unit)]
+        return [ArraySpec(schema.topk_video(n), CAPTIONS, (k,), "int32", unit), ArraySpec(schema.topk_score(n), CAPTIONS, (k,), "float16", unit)]
 
     def write_inputs(self, store: Store) -> None:
         captions = store.captions()
         scores = load_scores(self.config.scores, self.config.name, captions.column("caption_id").to_pylist(), store.videos().column("video_id").to_pylist())
         if self.dense:
-            store.write(f"scores/{self.config.name}", 0, scores.astype(np.float16))
+            store.write(schema.scores(self.config.name), 0, scores.astype(np.float16))
             return
         k = min(self.config.top_k, scores.shape[1])
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         own = captions.column("video_index").to_numpy()[:, None]
         videos = np.concatenate([top, own], axis=1).astype(np.int32)
-        store.write(f"topk_video/{self.config.name}", 0, videos)
-        store.write(f"topk_score/{self.config.name}", 0, np.take_along_axis(scores, videos, axis=1).astype(np.float16))
+        store.write(schema.topk_video(self.config.name), 0, videos)
+        store.write(schema.topk_score(self.config.name), 0, np.take_along_axis(scores, videos, axis=1).astype(np.float16))
 
     @property
     def scale(self) -> float:
@@ -99,9 +101,9 @@ class BlackBoxTeacher(TeacherHead):
     def score(self, text, prepared) -> torch.Tensor:
         rows = prepared[VIDEO_ROW].long()
         if self.dense:
-            return text[f"scores/{self.config.name}"].float()[:, rows]
-        kept = text[f"topk_video/{self.config.name}"].long()  # [Bt, K+1]
-        scores = text[f"topk_score/{self.config.name}"].float()
+            return text[schema.scores(self.config.name)].float()[:, rows]
+        kept = text[schema.topk_video(self.config.name)].long()  # [Bt, K+1]
+        scores = text[schema.topk_score(self.config.name)].float()
         hit = kept[:, :, None] == rows[None, None, :]  # [Bt, K+1, Bv]
         found = torch.where(hit, scores[:, :, None], torch.full_like(scores[:, :, None], float("-inf"))).amax(1)
         floor = scores.amin(1, keepdim=True).expand_as(found)

@@ -14,9 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cache.store import ArraySpec, Store
-from stages.extract.config import TeacherConfig
-from stages.teachers.base import CAPTION_ROW, TeacherError, TeacherHead
+from teachcache.cache import schema
+from teachcache.cache.schema import CAPTION_ROW, VIDEOS
+from teachcache.cache.store import ArraySpec, Store
+from teachcache.stages.teachers.base import TeacherError, TeacherHead
+from teachcache.stages.teachers.config import TeacherConfig
 
 POOLS = ("mean", "max")
 
@@ -34,38 +36,38 @@ class CaptionTeacher(TeacherHead):
 
     @property
     def bank(self) -> str:
-        return f"bank/{self.config.name}"
+        return schema.bank(self.config.name)
 
     @property
     def bank_rows(self) -> str:
-        return f"bank_rows/{self.config.name}"
+        return schema.bank_rows(self.config.name)
 
     def text_inputs(self) -> list[str]:
-        return [f"text/{self.config.text}", CAPTION_ROW]
+        return [schema.text(self.config.text), CAPTION_ROW]
 
     def video_inputs(self) -> list[str]:
         return [self.bank, self.bank_rows]
 
     def required_arrays(self) -> list[str]:
-        return [f"text/{self.config.text}"]  # the bank is written by stage one from it
+        return [schema.text(self.config.text)]  # the bank is written by stage one from it
 
     def input_specs(self, num_videos: int, caption_video: np.ndarray) -> list[ArraySpec]:
         most = int(np.bincount(caption_video, minlength=num_videos).max(initial=0))
         width = min(self.config.max_captions, max(1, most))
-        dim = self.dims[f"text/{self.config.text}"][-1]
-        unit = f"inputs/{self.config.name}"
-        return [ArraySpec(self.bank, "videos", (width, dim), "float16", unit), ArraySpec(self.bank_rows, "videos", (width,), "int32", unit)]
+        dim = self.dims[schema.text(self.config.text)][-1]
+        unit = schema.inputs_unit(self.config.name)
+        return [ArraySpec(self.bank, VIDEOS, (width, dim), "float16", unit), ArraySpec(self.bank_rows, VIDEOS, (width,), "int32", unit)]
 
     def write_inputs(self, store: Store) -> None:
         video_index = store.captions().column("video_index").to_numpy()
         width = next(a.tail[0] for a in store.arrays if a.name == self.bank_rows)
-        rows = np.full((store.num_rows("videos"), width), -1, dtype=np.int32)
-        fill = np.zeros(store.num_rows("videos"), dtype=np.int64)
+        rows = np.full((store.num_rows(VIDEOS), width), -1, dtype=np.int32)
+        fill = np.zeros(store.num_rows(VIDEOS), dtype=np.int64)
         for caption, vid in enumerate(video_index):  # captions are stored sorted by video
             if fill[vid] < width:
                 rows[vid, fill[vid]] = caption
                 fill[vid] += 1
-        text = store.read(f"text/{self.config.text}")
+        text = store.read(schema.text(self.config.text))
         bank = np.where((rows >= 0)[..., None], text[np.maximum(rows, 0)], 0).astype(np.float16)
         store.write(self.bank, 0, bank)
         store.write(self.bank_rows, 0, rows)
@@ -74,7 +76,7 @@ class CaptionTeacher(TeacherHead):
         return {"bank": F.normalize(video[self.bank].float(), dim=-1), "rows": video[self.bank_rows].long()}
 
     def score(self, text, prepared) -> torch.Tensor:
-        query = F.normalize(text[f"text/{self.config.text}"].float(), dim=-1)
+        query = F.normalize(text[schema.text(self.config.text)].float(), dim=-1)
         bank, bank_rows = prepared["bank"], prepared["rows"]
         sims = torch.einsum("td,vcd->tvc", query, bank)
         valid = (bank_rows >= 0)[None] & (bank_rows[None] != text[CAPTION_ROW].long()[:, None, None])

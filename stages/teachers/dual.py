@@ -1,4 +1,4 @@
-"""``dual``: a (bigger) CLIP scored as a dual encoder (METHOD section 3).
+"""``dual``: a (bigger) CLIP scored as a dual encoder (docs/method.md section 3).
 
 ``T = scale * normalize(s) . normalize(mean_f normalize(f_f))`` over valid frames;
 relevance ``r_f = cos(s, f_f)`` on the raw frame features. No weights: nothing to fit.
@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stages.extract.config import TeacherConfig
-from stages.layers import masked_mean_video
-from stages.teachers.base import FrameHead, TeacherError
+from teachcache.cache import schema
+from teachcache.stages.common.layers import masked_mean_video
+from teachcache.stages.teachers.base import FrameHead, TeacherError
+from teachcache.stages.teachers.config import TeacherConfig
 
 
 class DualTeacher(FrameHead):
@@ -21,7 +22,7 @@ class DualTeacher(FrameHead):
         super().__init__(config, dims)
         if self.text_dim != self.dim:
             raise TeacherError(
-                f"teacher {config.name!r} (dual): text/{config.text} has width {self.text_dim} but frames/{config.frames} "
+                f"teacher {config.name!r} (dual): {schema.text(config.text)} has width {self.text_dim} but {schema.frames(config.frames)} "
                 f"has {self.dim}; a dual teacher needs one CLIP's text and image towers"
             )
 
@@ -31,8 +32,8 @@ class DualTeacher(FrameHead):
         frames, text = frame_encoders[config.frames], text_encoders[config.text]
         if text.kind != "open_clip" or (text.model, text.pretrained, text.seed) != (frames.model, frames.pretrained, frames.seed):
             raise TeacherError(
-                f"teacher {config.name!r} (dual) reads frames/{frames.name} ({frames.model}, pretrained={frames.pretrained!r}, "
-                f"seed={frames.seed}) and text/{text.name} ({text.kind} {text.model}, pretrained={text.pretrained!r}, "
+                f"teacher {config.name!r} (dual) reads {schema.frames(frames.name)} ({frames.model}, pretrained={frames.pretrained!r}, "
+                f"seed={frames.seed}) and {schema.text(text.name)} ({text.kind} {text.model}, pretrained={text.pretrained!r}, "
                 f"seed={text.seed}); a dual teacher needs the open_clip text tower of the same model, weights and seed"
             )
 

@@ -1,21 +1,23 @@
 """Teachers over cached features: fitting a head on the training split (symmetric InfoNCE,
 seeded, best epoch on validation), scoring whole splits, and the ensemble's rank of each
-caption's own video (TeachText's denoising, METHOD section 6)."""
+caption's own video (TeachText's denoising, docs/method.md section 6)."""
 
 from __future__ import annotations
 
 import copy
 import time
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from cache.store import Store
-from stages.data import RamLoader, SplitArrays, load_split
-from stages.losses import infonce
-from stages.metrics import retrieval_metrics
-from stages.teachers.base import TeacherHead
+from teachcache.cache.errors import NumericalError
+from teachcache.cache.store import Store
+from teachcache.stages.common.data import RamLoader, SplitArrays, load_split
+from teachcache.stages.common.losses import infonce
+from teachcache.stages.common.metrics import retrieval_metrics
+from teachcache.stages.teachers.base import TeacherHead
 
 PAIRS_PER_CALL = 1 << 16  # caption-video pairs scored per head call when scoring a split
 
@@ -45,7 +47,7 @@ def score_matrix(head: TeacherHead, split: SplitArrays, device: torch.device, ca
 
 
 def teacher_metrics(head: TeacherHead, split: SplitArrays, device: torch.device) -> dict:
-    """The head's own retrieval metrics on a split (t2v, v2t; METHOD section 5)."""
+    """The head's own retrieval metrics on a split (t2v, v2t; docs/method.md section 5)."""
     return retrieval_metrics(score_matrix(head, split, device), split.caption_video.numpy())
 
 
@@ -58,7 +60,9 @@ def fit_head(head: TeacherHead, train: SplitArrays, val: SplitArrays | None, dev
     head.to(device).train()
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.fit_lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
     loader = RamLoader(train, cfg.fit_batch_size)
-    best_state, best, history = None, {"epoch": 0, "val_t2v_R1": -1.0}, []
+    best_state: dict[str, torch.Tensor] = copy.deepcopy(head.state_dict())
+    best: dict[str, float] = {"epoch": 0, "val_t2v_R1": -1.0}
+    history: list[dict[str, Any]] = []
     start = time.perf_counter()
     for epoch in range(1, cfg.fit_epochs + 1):
         head.train()
@@ -67,7 +71,7 @@ def fit_head(head: TeacherHead, train: SplitArrays, val: SplitArrays | None, dev
             arrays = {k: v.to(device) for k, v in batch.arrays.items()}
             loss = infonce(head.logits(arrays, arrays))
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"teacher {cfg.name!r}: non-finite fitting loss at epoch {epoch}; lower fit_lr")
+                raise NumericalError(f"teacher {cfg.name!r}: non-finite fitting loss at epoch {epoch}; lower fit_lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stages.extract.config import TeacherConfig
-from stages.layers import identity_linear, masked_mean_video
-from stages.teachers.base import FrameHead
+from teachcache.stages.common.layers import identity_linear, masked_mean_video
+from teachcache.stages.teachers.base import FrameHead
+from teachcache.stages.teachers.config import TeacherConfig
 
 
 class TextTeacher(FrameHead):

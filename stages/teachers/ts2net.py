@@ -1,4 +1,4 @@
-"""``ts2net``: TS2-Net-like frame-softmax similarity (METHOD section 3).
+"""``ts2net``: TS2-Net-like frame-softmax similarity (docs/method.md section 3).
 
 ``s_f = cos(t, f_f)``, ``T = scale * sum_f softmax_f(4 * s_f / ||s||) * s_f`` over valid
 frames, with ``||s||`` the L2 norm of the caption's frame similarities. Relevance = the
@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stages.layers import masked_softmax
-from stages.teachers.base import FrameHead
+from teachcache.stages.common.layers import masked_softmax
+from teachcache.stages.teachers.base import FrameHead
 
 SHARPNESS = 4.0
 

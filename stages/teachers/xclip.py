@@ -1,4 +1,4 @@
-"""``xclip``: X-CLIP's multi-grained similarity (METHOD section 3).
+"""``xclip``: X-CLIP's multi-grained similarity (docs/method.md section 3).
 
 The mean of four logits, each pooled by a softmax at temperature 0.01 whose weights are
 mixed by learned matrices (identity at the start), as in X-CLIP's code:
@@ -6,7 +6,7 @@ sentence-video ``s W_g v``; video-word (softmax over words); sentence-frame (sof
 frames); word-frame (a [words, frames] matrix under ``W_local``, pooled over words then
 frames and over frames then words, averaged). Frames pass an optional temporal layer;
 the video vector is the mean of the normalised frames. Relevance ``cos(s, f_f)`` on the
-raw frames (METHOD). Needs word features: ``tokens/<text>`` with ``token_mask/<text>``.
+raw frames (docs/method.md section 3). Needs word features: ``tokens/<text>`` with ``token_mask/<text>``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.extract.config import TeacherConfig
-from stages.layers import masked_mean_video, masked_softmax
-from stages.teachers.base import FrameHead, TeacherError
+from teachcache.cache import schema
+from teachcache.stages.common.layers import masked_mean_video, masked_softmax
+from teachcache.stages.teachers.base import FrameHead, TeacherError
+from teachcache.stages.teachers.config import TeacherConfig
 
 TEMPERATURE = 0.01
 
@@ -39,9 +40,9 @@ class XClipTeacher(FrameHead):
 
     def __init__(self, config: TeacherConfig, dims: dict[str, tuple[int, ...]]):
         super().__init__(config, dims)
-        self.num_words, token_dim = dims[f"tokens/{config.text}"]
+        self.num_words, token_dim = dims[schema.tokens(config.text)]
         if token_dim != self.text_dim:
-            raise TeacherError(f"teacher {config.name!r} (xclip): tokens/{config.text} width {token_dim} != text/{config.text} width {self.text_dim}")
+            raise TeacherError(f"teacher {config.name!r} (xclip): {schema.tokens(config.text)} width {token_dim} != {schema.text(config.text)} width {self.text_dim}")
         d, L, n = self.dim, self.num_words, self.num_frames
         self.global_weight, self.local_weight = _eye(d), _eye(d)
         self.word_weight, self.word_weight_fine, self.word_weight_fine2 = _eye(L), _eye(L), _eye(L)
@@ -51,16 +52,14 @@ class XClipTeacher(FrameHead):
     def check_config(cls, config: TeacherConfig, frame_encoders: dict, text_encoders: dict) -> None:
         super().check_config(config, frame_encoders, text_encoders)
         if text_encoders[config.text].tokens < 1:
-            raise TeacherError(
-                f"teacher {config.name!r} (xclip) needs word features: set tokens = 32 (say) on text encoder {config.text!r}"
-            )
+            raise TeacherError(f"teacher {config.name!r} (xclip) needs word features: set tokens = 32 (say) on text encoder {config.text!r}")
 
     def text_inputs(self) -> list[str]:
-        return [f"text/{self.config.text}", f"tokens/{self.config.text}", f"token_mask/{self.config.text}"]
+        return [schema.text(self.config.text), schema.tokens(self.config.text), schema.token_mask(self.config.text)]
 
     def words(self, text) -> tuple[torch.Tensor, torch.Tensor]:
-        words = self.text_projection(text[f"tokens/{self.config.text}"].float())
-        return F.normalize(words, dim=-1), text[f"token_mask/{self.config.text}"].bool()
+        words = self.text_projection(text[schema.tokens(self.config.text)].float())
+        return F.normalize(words, dim=-1), text[schema.token_mask(self.config.text)].bool()
 
     def prepare_video(self, video) -> dict[str, torch.Tensor]:
         frames, mask = self.frames(video)
@@ -80,14 +79,11 @@ class XClipTeacher(FrameHead):
         fine_mask = words_mask[..., None] & frames_mask[:, :, None, :]
         per_frame = weighted_pool(fine, fine_mask, self.word_weight_fine, dim=2)  # [Bt, Bv, F]
         per_word = weighted_pool(fine, fine_mask, self.frame_weight_fine, dim=3)  # [Bt, Bv, L]
-        word_frame = 0.5 * (
-            weighted_pool(per_frame, frames_mask, self.frame_weight_fine2, dim=-1)
-            + weighted_pool(per_word, words_mask, self.word_weight_fine2, dim=-1)
-        )
+        word_frame = 0.5 * (weighted_pool(per_frame, frames_mask, self.frame_weight_fine2, dim=-1) + weighted_pool(per_word, words_mask, self.word_weight_fine2, dim=-1))
         return self.logit_scale() * (sentence_video + video_word + sentence_frame + word_frame) / 4
 
     def relevance(self, text, video) -> torch.Tensor:
-        frames = video[f"frames/{self.config.frames}"].float()
-        mask = video[f"frame_mask/{self.config.frames}"].bool()
+        frames = video[schema.frames(self.config.frames)].float()
+        mask = video[schema.frame_mask(self.config.frames)].bool()
         cos = self.frame_cosine(text, frames)
         return cos.masked_fill(~mask, 0.0)

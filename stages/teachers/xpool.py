@@ -1,4 +1,4 @@
-"""``xpool``: X-Pool's text-conditioned pooling (METHOD section 3).
+"""``xpool``: X-Pool's text-conditioned pooling (docs/method.md section 3).
 
 Shared LayerNorm on text t and frames; one-head attention
 ``a_f = softmax_f((W_q t).(W_k f_f) / sqrt(D))``, ``z = LN(W_o sum_f a_f W_v f_f)``,
@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.extract.config import TeacherConfig
-from stages.layers import identity_linear, masked_softmax
-from stages.teachers.base import FrameHead
-
+from teachcache.stages.common.layers import identity_linear, masked_softmax
+from teachcache.stages.teachers.base import FrameHead
+from teachcache.stages.teachers.config import TeacherConfig
 
 # official X-Pool (layer6ai-labs/xpool, model/clip_transformer.py + modules/transformer.py) -> ours
 OFFICIAL_NAMES = {

@@ -3,14 +3,14 @@ filesystem (fsspec's in-memory one, which has no local path and no rename)."""
 
 import numpy as np
 import pytest
-
-from cache.location import Location
-from cache.lock import StoreLocked, WriterLock
-from cache.store import Store
 from conftest import tiny_extract_config
-from stages.extract.run import run_extraction
-from stages.student.config import TrainConfig
-from stages.student.train import train_student
+
+from teachcache.cache.location import Location
+from teachcache.cache.lock import StoreLocked, WriterLock
+from teachcache.cache.store import Store
+from teachcache.stages.extract.run import run_extraction
+from teachcache.stages.student.config import TrainConfig
+from teachcache.stages.student.recipe import train_student
 
 
 def test_location_operations_on_an_object_store(tmp_path):
@@ -51,9 +51,8 @@ def test_a_store_behind_a_url_holds_what_a_local_one_does_and_trains(tiny_data, 
 
 def test_the_writer_lock_works_on_an_object_store():
     store = "memory://teachcache-test/locked"
-    with WriterLock(store):
-        with pytest.raises(StoreLocked, match="is being written by pid"):
-            WriterLock(store).acquire()
+    with WriterLock(store), pytest.raises(StoreLocked, match="is being written by pid"):
+        WriterLock(store).acquire()
     assert WriterLock(store).holder() is None
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from cache.manifest import ManifestError, read_manifest, write_manifest
+from teachcache.cache.manifest import ManifestError, read_manifest, write_manifest
 
 
 def _videos(*ids, path=None):

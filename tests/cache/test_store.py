@@ -1,12 +1,15 @@
+import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from cache.fingerprint import diff_components, fingerprint
-from cache.lock import StoreLocked, WriterLock
-from cache.store import ArraySpec, Store, StoreError, StoreIncomplete, StoreMismatch
+from teachcache.cache.fingerprint import differences, fingerprint
+from teachcache.cache.lock import StoreLocked, WriterLock
+from teachcache.cache.store import ArraySpec, Store, StoreError, StoreIncomplete, StoreMismatch
 
 VIDEOS = pa.table({"video_id": [f"v{i}" for i in range(10)], "path": [f"v{i}.mp4" for i in range(10)], "split": ["train"] * 10, "start": [None] * 10, "end": [None] * 10})
 CAPTIONS = pa.table({"caption_id": [f"c{i}" for i in range(7)], "video_id": [f"v{i}" for i in range(7)], "text": ["t"] * 7, "split": ["train"] * 7})
@@ -15,11 +18,11 @@ ARRAYS = [
     ArraySpec("frame_mask/enc", "videos", (3,), "bool", "frames"),
     ArraySpec("text/enc", "captions", (5,), "float16", "text/enc"),
 ]
-COMPONENTS = {"model": "tiny", "sampling": {"num_frames": 3}}
+COMPONENTS = {"config": {"model": "tiny", "sampling": {"num_frames": 3}}, "inputs": {"manifest": "abc"}}
 
 
 def _prepare(path, backend="zarr", components=COMPONENTS, force=False, compute=None):
-    return Store.prepare(path, backend=backend, fingerprint=fingerprint(components), components=components, videos=VIDEOS, captions=CAPTIONS, arrays=ARRAYS, shard_size=4, chunk_rows=2, force=force, compute=compute)
+    return Store.prepare(path, backend=backend, components=components, videos=VIDEOS, captions=CAPTIONS, arrays=ARRAYS, shard_size=4, chunk_rows=2, force=force, compute=compute)
 
 
 def _fill(store, rng):
@@ -74,11 +77,16 @@ def test_incomplete_store_is_refused_until_finalised(tmp_path):
 
 def test_mismatched_fingerprint_is_refused_and_names_the_difference(tmp_path):
     _fill(_prepare(tmp_path / "s"), np.random.default_rng(0))
-    other = {"model": "big", "sampling": {"num_frames": 3}}
-    with pytest.raises(StoreMismatch, match="model: 'tiny' in the store, 'big' wanted"):
-        Store.open(tmp_path / "s", expected_fingerprint=fingerprint(other), expected_components=other)
-    with pytest.raises(StoreMismatch, match="--force"):
-        _prepare(tmp_path / "s", components=other)
+    other = {"model": "big", "sampling": {"num_frames": 5}}
+    with pytest.raises(StoreMismatch, match='model: "tiny" vs "big"\n  sampling.num_frames: 3 vs 5') as refused:
+        Store.open(tmp_path / "s", expected_config=other)
+    assert "store vs config" in str(refused.value)
+    with pytest.raises(StoreMismatch, match='(?s)config.model: "tiny" vs "big".*--force'):
+        _prepare(tmp_path / "s", components={**COMPONENTS, "config": other})
+    with pytest.raises(StoreMismatch, match='inputs.manifest: "abc" vs "def"'):
+        _prepare(tmp_path / "s", components={**COMPONENTS, "inputs": {"manifest": "def"}})
+    with Store.open(tmp_path / "s", expected_config=COMPONENTS["config"]) as same:  # the config alone decides
+        assert same.attrs["config_fingerprint"] == fingerprint(COMPONENTS["config"])
     # the refused store is untouched and still serves
     assert Store.open(tmp_path / "s").complete
 
@@ -121,22 +129,22 @@ def test_missing_array_is_named(tmp_path):
 
 
 def test_writer_lock_refuses_a_live_holder_and_recovers_a_dead_one(tmp_path):
-    with WriterLock(tmp_path):
-        with pytest.raises(StoreLocked, match="pid"):
-            WriterLock(tmp_path).acquire()
+    with WriterLock(tmp_path), pytest.raises(StoreLocked, match="pid"):
+        WriterLock(tmp_path).acquire()
     lock = WriterLock(tmp_path)
-    Path(lock.path).write_text('{"host": "%s", "pid": 999999999, "since": "x"}' % __import__("socket").gethostname())
+    Path(lock.path).write_text(json.dumps({"host": socket.gethostname(), "pid": 999999999, "since": "x"}))
     lock.acquire()
-    assert lock.holder()["pid"] == __import__("os").getpid()
+    assert lock.holder()["pid"] == os.getpid()
     lock.release()
     assert lock.holder() is None
 
 
-def test_diff_components_lists_nested_paths():
-    assert diff_components({"a": {"b": 1}, "c": [1, 2]}, {"a": {"b": 2}, "c": [1, 3]}) == [
-        "a.b: 1 in the store, 2 wanted",
-        "c[1]: 2 in the store, 3 wanted",
-    ]
+def test_differences_list_every_differing_leaf_and_only_those():
+    stored = {"a": {"b": 1, "same": [1, 2]}, "c": [1, 2], "gone": True, **{f"k{i}": i for i in range(30)}}
+    wanted = {"a": {"b": 2, "same": [1, 2]}, "c": [1, 3], "new": "x", **{f"k{i}": -i for i in range(30)}}
+    found = differences(stored, wanted)
+    assert found[:4] == ["a.b: 1 vs 2", "c[1]: 2 vs 3", "gone: true vs absent", "k1: 1 vs -1"]
+    assert 'new: absent vs "x"' in found and len(found) == 4 + 29  # all of them, none cut; k0 is equal
 
 
 def test_a_store_is_resumed_only_on_the_same_compute(tmp_path):

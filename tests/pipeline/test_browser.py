@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from teachcache.pipeline.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -26,7 +26,9 @@ def body_state(path) -> dict:
     _require_chromium()
     out = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom", path.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     body = re.search(r"<body([^>]*)>", out)
     assert body, out[:500]
@@ -52,7 +54,7 @@ def _sources(path) -> list[str]:
 
 
 def test_the_check_catches_a_broken_image_and_a_script_error(tmp_path):
-    from pipeline.html import page
+    from teachcache.pipeline.html import page
 
     broken = tmp_path / "broken.html"
     broken.write_text(page("x", ['<img src="data:image/png;base64,AAAA" alt="bad">', "<script>notDefined()</script>"]))

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from cache.store import Store, StoreIncomplete
 from conftest import CLI_CONFIG
 
+from teachcache.cache.store import Store, StoreIncomplete
+
 REPO = Path(__file__).resolve().parents[2]
-TEACHER = '[[extract.teachers]]\nname = "xpool"\nkind = "xpool"\nfit_epochs = 3\nfit_batch_size = 4\n'
+TEACHER = '[extract.teachers.xpool]\nkind = "xpool"\nfit_epochs = 3\nfit_batch_size = 4\n'
 
 
 def _config(tmp_path, data, store, run_dir=None):
@@ -29,7 +29,7 @@ def _config(tmp_path, data, store, run_dir=None):
 
 
 def _cli(*args) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", *args]
+    return [sys.executable, "-m", "teachcache.pipeline.cli", *args]
 
 
 def _run(cmd) -> subprocess.CompletedProcess:
@@ -55,8 +55,8 @@ def _resume(config) -> None:
     thread count, and the test compares bits."""
     import torch
 
-    from pipeline.config import load_config
-    from stages.extract.run import run_extraction
+    from teachcache.pipeline.config import load_config
+    from teachcache.stages.extract.run import run_extraction
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -122,10 +122,10 @@ def test_stage_one_killed_at_several_points_resumes_to_the_same_store(tiny_data,
         assert_same(resumed[name], reference[name], name)
 
 
-KILL_MID_WRITE = textwrap.dedent('''
+KILL_MID_WRITE = textwrap.dedent("""
     import os, signal, sys
-    import cache.store
-    real_write, calls = cache.store.Store.write, []
+    import teachcache.cache.store
+    real_write, calls = teachcache.cache.store.Store.write, []
     def write(self, name, start, data):
         if name == "frames/clip":
             calls.append(start)
@@ -133,10 +133,10 @@ KILL_MID_WRITE = textwrap.dedent('''
                 real_write(self, name, start, data[: len(data) // 2] + 1)
                 os.kill(os.getpid(), signal.SIGKILL)
         return real_write(self, name, start, data)
-    cache.store.Store.write = write
-    from pipeline.cli import main
+    teachcache.cache.store.Store.write = write
+    from teachcache.pipeline.cli import main
     sys.exit(main(["extract", "--quiet", "--config", sys.argv[1]]))
-''')
+""")
 
 
 def test_stage_one_killed_during_a_shard_write_never_serves_that_shard(tiny_data, tmp_path, reference):

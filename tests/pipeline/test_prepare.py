@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import CLI_CONFIG, MSRVTT_SAMPLE
 from PIL import Image
 
-from cache.store import Store
-from conftest import CLI_CONFIG, MSRVTT_SAMPLE
-from pipeline.cli import main
-from pipeline.prepare import PrepareConfig, prepare
+from teachcache.cache.store import Store
+from teachcache.pipeline.cli import main
+from teachcache.pipeline.prepare import PrepareConfig, prepare
 
 
 def _config(tmp_path, data):
@@ -83,14 +83,19 @@ def test_bad_flags_are_clear_errors(tmp_path, flags, message):
 
 
 def test_the_shipped_msrvtt_config_runs_on_the_sample_with_tiny_weights(tmp_path, monkeypatch):
-    """configs/msrvtt.toml as shipped (12 frames, 32 words, word features for X-CLIP), with the
+    """The msrvtt config as shipped (12 frames, 32 words, word features for X-CLIP), with the
     hub's ViT-B weights swapped for the tiny random ones that exist offline."""
     runner, data, store = CliRunner(), tmp_path / "data", tmp_path / "store"
     result = runner.invoke(main, ["prepare", "--dataset", "msrvtt", "--root", str(MSRVTT_SAMPLE), "--splits", "test", "--out", str(data)])
     assert result.exit_code == 0 and "998 missing" in result.output, result.output
-    tiny = [f"extract.{group}.{i}.{key}={value}" for group in ("frame_encoders", "text_encoders") for i in (0, 1) for key, value in (("model", "teachcache-tiny-p16"), ("pretrained", '""'))]
-    sets = [f"extract.data={data}", f"extract.store={store}", "extract.decode.workers=0", "extract.teachers=[]", *tiny]
-    result = runner.invoke(main, ["extract", "--quiet", "--config", "configs/msrvtt.toml", *[x for s in sets for x in ("--set", s)]])
+    tiny = [
+        f"extract.{group}.{name}.{key}={value}"
+        for group in ("frame_encoders", "text_encoders")
+        for name in ("clip", "clip16")
+        for key, value in (("model", "teachcache-tiny-p16"), ("pretrained", '""'))
+    ]
+    sets = [f"extract.data={data}", f"extract.store={store}", "extract.decode.workers=0", "extract.teachers={}", *tiny]
+    result = runner.invoke(main, ["extract", "--quiet", "--config", "msrvtt", *[x for s in sets for x in ("--set", s)]])
     assert result.exit_code == 0 and "2 videos (0 failed), 2 captions" in result.output, result.output
     with Store.open(store) as opened:
         assert opened.read("frames/clip").shape[1] == 12 and opened.read("tokens/clip16").shape[1] == 32

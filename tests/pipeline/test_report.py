@@ -4,7 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from teachcache.pipeline.cli import main
 
 
 def test_teachers_command_lists_each_teacher_next_to_the_infonce_student(cli_config, tmp_path):
@@ -32,5 +32,19 @@ def test_distilling_run_reports_its_teachers(cli_config, tmp_path):
 
 
 def test_unknown_teacher_in_the_objective_is_a_clear_error(cli_config, tmp_path):
-    result = CliRunner().invoke(main, ["train", "--quiet", "--config", str(cli_config), "--set", f"train.run_dir={tmp_path / 'r'}", "--set", "train.objective.kind=teachtext", "--set", 'train.objective.teachers=["xpool"]'])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--quiet",
+            "--config",
+            str(cli_config),
+            "--set",
+            f"train.run_dir={tmp_path / 'r'}",
+            "--set",
+            "train.objective.kind=teachtext",
+            "--set",
+            'train.objective.teachers=["xpool"]',
+        ],
+    )
     assert result.exit_code == 2 and "objective.teachers names ['xpool']" in result.output

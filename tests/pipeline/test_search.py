@@ -7,9 +7,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cache.store import Store
-from pipeline.cli import main
-from pipeline.search import INDEX_FILE, SearchIndex
+from teachcache.cache.store import Store
+from teachcache.pipeline.cli import main
+from teachcache.pipeline.search import INDEX_FILE, SearchIndex
 
 
 def test_stage_one_keeps_one_small_keyframe_per_video(cli_config, tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from decord import VideoReader
 
-from cache.manifest import read_manifest
-from pipeline.synth import COLOUR_WORDS, PALETTE, SynthConfig, generate, plan_video
+from teachcache.cache.manifest import read_manifest
+from teachcache.pipeline.synth import COLOUR_WORDS, PALETTE, SynthConfig, generate, plan_video
 
 TINY = SynthConfig(n_train=3, n_val=2, n_test=1, captions_per_video=4, seed=7, workers=1)
 
@@ -68,7 +68,7 @@ def test_manifest_on_disk_matches_the_returned_one(tiny) -> None:
 
 
 def test_same_seed_is_deterministic_across_worker_counts(tiny, tmp_path: Path, capsys) -> None:
-    root, manifest = tiny
+    _, manifest = tiny
     again = generate(tmp_path, dataclasses.replace(TINY, workers=2), progress=True)
     assert again.videos.drop(["path"]).equals(manifest.videos.drop(["path"]))
     assert again.captions.equals(manifest.captions)

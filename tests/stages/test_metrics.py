@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from stages.metrics import retrieval_metrics
+from teachcache.stages.common.metrics import retrieval_metrics
 
 
 def test_square_ranks_recalls_and_medians_by_hand():

@@ -4,13 +4,15 @@ import json
 
 import pytest
 
-from pipeline.prepare import PrepareConfig, prepare
+from teachcache.pipeline.prepare import PrepareConfig, prepare
 
 
 def write_activitynet(root):
     root.mkdir(parents=True)
-    train = {"v_aaa": {"duration": 82.73, "timestamps": [[0.8, 19.8], [17.3, 60.8]], "sentences": ["A girl dances.", " She stops."]},
-             "v_bbb": {"duration": 10.0, "timestamps": [[0, 5]], "sentences": ["A man runs."]}}
+    train = {
+        "v_aaa": {"duration": 82.73, "timestamps": [[0.8, 19.8], [17.3, 60.8]], "sentences": ["A girl dances.", " She stops."]},
+        "v_bbb": {"duration": 10.0, "timestamps": [[0, 5]], "sentences": ["A man runs."]},
+    }
     val_1 = {"v_ccc": {"duration": 30.2, "timestamps": [[0, 30]], "sentences": ["Kids play.", " They laugh."]}}
     (root / "train.json").write_text(json.dumps(train))
     (root / "val_1.json").write_text(json.dumps(val_1))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.datasets.common import AnnotationError
-from pipeline.prepare import PrepareConfig, prepare
+from teachcache.pipeline.datasets.common import AnnotationError
+from teachcache.pipeline.prepare import PrepareConfig, prepare
 
 
 def write_frames(folder, count, size=(40, 30)):

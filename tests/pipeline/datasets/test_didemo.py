@@ -2,7 +2,7 @@
 
 import json
 
-from pipeline.prepare import PrepareConfig, prepare
+from teachcache.pipeline.prepare import PrepareConfig, prepare
 
 
 def moment(video, description, i):

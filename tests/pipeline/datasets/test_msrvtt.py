@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pipeline.datasets.common import AnnotationError
-from pipeline.prepare import PrepareConfig, prepare
+from teachcache.pipeline.datasets.common import AnnotationError
+from teachcache.pipeline.prepare import PrepareConfig, prepare
 
 CAPTIONS = {f"video{i}": [f"caption {j} of video {i}" for j in range(2)] for i in range(4)}
 JSON_SPLIT = {"video0": "train", "video1": "train", "video2": "validate", "video3": "test"}

@@ -5,8 +5,8 @@ import pickle
 
 import pytest
 
-from pipeline.datasets.common import AnnotationError
-from pipeline.prepare import PrepareConfig, prepare
+from teachcache.pipeline.datasets.common import AnnotationError
+from teachcache.pipeline.prepare import PrepareConfig, prepare
 
 CAPTIONS = {
     "-4wsuPCjDBc_5_15": [["a", "man", "is", "cooking"], ["someone", "cooks"]],

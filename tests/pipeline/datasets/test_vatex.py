@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pipeline.datasets.common import AnnotationError
-from pipeline.prepare import PrepareConfig, prepare
+from teachcache.pipeline.datasets.common import AnnotationError
+from teachcache.pipeline.prepare import PrepareConfig, prepare
 
 IDS = ["Ptf_2VRj-V0_000122_000132", "5-xGskbsBgI_000055_000065", "abc_000001_000011", "def_000002_000012"]
 

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
-from cache.manifest import ManifestError, read_manifest, write_manifest
-from cache.store import Store
 from conftest import REAL_CLIPS, tiny_extract_config
-from pipeline.datasets.common import AnnotationError
-from pipeline.prepare import PrepareConfig, prepare
-from stages.extract.run import run_extraction
+
+from teachcache.cache.manifest import ManifestError, read_manifest, write_manifest
+from teachcache.cache.store import Store
+from teachcache.pipeline.datasets.common import AnnotationError
+from teachcache.pipeline.prepare import PrepareConfig, prepare
+from teachcache.stages.extract.run import run_extraction
 
 UNICODE_CAPTION = "un chat 🐱 qui dort — 猫"
 SMALL = (64, 48)  # width, height of the generated small videos
@@ -121,9 +121,7 @@ class Case:
 CASES: dict[str, Case] = {
     "missing": Case(lambda p: None, "train", reasons=("missing file",)),
     "zero_bytes": Case(lambda p: p.write_bytes(b""), "train", reasons=("empty file (0 bytes)",)),
-    "truncated": Case(
-        lambda p: p.write_bytes((REAL_CLIPS / "tav_car-turn.mp4").read_bytes()[:3000]), "test", reasons=("decord:", "pyav: ", "Invalid data found")
-    ),
+    "truncated": Case(lambda p: p.write_bytes((REAL_CLIPS / "tav_car-turn.mp4").read_bytes()[:3000]), "test", reasons=("decord:", "pyav: ", "Invalid data found")),
     "text_as_mp4": Case(lambda p: p.write_text("this is not a video\n" * 100), "test", reasons=("decord:", "pyav: ", "Invalid data found")),
     "audio_only": Case(_write_audio_only, "train", reasons=("cannot find video stream", "no video stream")),
     # decodable inputs: stage one must encode them, not record them
@@ -195,10 +193,7 @@ def _video_streams(path: Path) -> list[tuple[str, list[float]]]:
     import av
 
     with av.open(str(path)) as container:
-        return [
-            (stream.codec_context.name, [float(f.time) for f in container.decode(stream)])
-            for stream in container.streams.video
-        ]
+        return [(stream.codec_context.name, [float(f.time) for f in container.decode(stream)]) for stream in container.streams.video]
 
 
 def _check_the_corpus_is_what_it_claims(folder: Path, present: set[str]) -> None:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REAL_CLIPS
-from stages.extract.decode import DecodePool, DecodeRequest, GeometrySpec, apply_geometry, decode_video, decode_with_fallback, shared_memory_room
+
+from teachcache.stages.extract.decode import DecodePool, DecodeRequest, GeometrySpec, apply_geometry, decode_video, decode_with_fallback, shared_memory_room
 
 CLIPS = sorted(REAL_CLIPS.glob("*.mp4"))
 
@@ -137,7 +137,7 @@ def test_frames_go_through_the_pipe_when_shared_memory_is_short(monkeypatch):
 def test_frames_lost_in_shared_memory_become_a_recorded_failure():
     from concurrent.futures import Future
 
-    from stages.extract.decode import DecodedVideo, SharedFrames
+    from teachcache.stages.extract.decode import DecodedVideo, SharedFrames
 
     lost = Future()
     lost.set_result(SharedFrames(DecodedVideo(), [("psm_teachcache_missing", (1, 2, 2, 3))]))

@@ -2,14 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from stages.extract.encoders import (
-    FrameEncoder,
-    ModelSpec,
-    build_text_encoder,
-    load_open_clip,
-    text_weights_identity,
-    weights_identity,
-)
+from teachcache.cache.errors import ConfigError, ModelUnavailable, UnknownKind
+from teachcache.stages.extract.encoders import TEXT_ENCODERS, build_text_encoder
+from teachcache.stages.extract.encoders.base import ModelSpec
+from teachcache.stages.extract.encoders.open_clip import FrameEncoder, load_open_clip, weights_identity
 
 CPU = torch.device("cpu")
 TINY = "teachcache-tiny-p16"
@@ -50,9 +46,9 @@ def test_local_checkpoint_loads_through_open_clip(tmp_path):
 
 
 def test_unreachable_hub_tag_says_what_to_do():
-    with pytest.raises(RuntimeError, match="local checkpoint path"):
+    with pytest.raises(ModelUnavailable, match="local checkpoint path"):
         load_open_clip(TINY, "openai", 0, "cpu")
-    with pytest.raises(ValueError, match="unknown open_clip model"):
+    with pytest.raises(ConfigError, match="unknown open_clip model"):
         load_open_clip("no-such-model", "", 0, "cpu")
 
 
@@ -91,11 +87,11 @@ def test_offline_text_encoders_are_real(kind, model, dim):
     out = enc.encode(SENTENCES)
     assert out.shape == (3, dim) and np.isfinite(out).all()
     assert _prefers_paraphrase(out)
-    assert text_weights_identity(kind, ModelSpec(model)).startswith("package:")
+    assert TEXT_ENCODERS.get(kind).weights_identity(ModelSpec(model)).startswith("package:")
 
 
 def test_unknown_text_kind_is_named():
-    with pytest.raises(ValueError, match="unknown text encoder kind 'word2vec'"):
+    with pytest.raises(UnknownKind, match="unknown text encoder kind 'word2vec'"):
         build_text_encoder("word2vec", ModelSpec("x"), CPU)
 
 

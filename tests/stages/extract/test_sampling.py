@@ -1,6 +1,6 @@
 import pytest
 
-from stages.extract.sampling import clip4clip_indices, sample_indices, uniform_indices
+from teachcache.stages.extract.sampling import clip4clip_indices, sample_indices, uniform_indices
 
 
 def test_clip4clip_takes_the_first_frame_of_each_second():

@@ -7,19 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from cache.store import Store
 from conftest import CLI_CONFIG
+
+from teachcache.cache.store import Store
 
 REPO = Path(__file__).resolve().parents[3]
 TEACHERS = """
-[[extract.teachers]]
-name = "xpool"
+[extract.teachers.xpool]
 kind = "xpool"
 fit_epochs = 2
 fit_batch_size = 4
-[[extract.teachers]]
-name = "captions"
+[extract.teachers.captions]
 kind = "captions"
 """
 
@@ -34,7 +32,9 @@ def _config(tmp_path, data, store):
 def _extract(config, nproc=None, extra=()):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc else [sys.executable]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*launcher, "-m", "pipeline.cli", "extract", "--quiet", "--config", str(config), *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [*launcher, "-m", "teachcache.pipeline.cli", "extract", "--quiet", "--config", str(config), *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _contents(path):
@@ -52,7 +52,9 @@ def test_two_ranks_write_the_same_store_as_one_process(tiny_data, tmp_path):
     assert two.returncode == 0, two.stderr[-3000:]
     a_arrays, a_heads, _ = _contents(single)
     b_arrays, b_heads, complete = _contents(multi)
-    assert complete and a_arrays.keys() == b_arrays.keys() and a_heads.keys() == b_heads.keys() == {"heads/dual.safetensors", "heads/xpool.safetensors", "heads/captions.safetensors"}
+    assert (
+        complete and a_arrays.keys() == b_arrays.keys() and a_heads.keys() == b_heads.keys() == {"heads/dual.safetensors", "heads/xpool.safetensors", "heads/captions.safetensors"}
+    )
     for name in a_arrays:
         np.testing.assert_array_equal(a_arrays[name], b_arrays[name], err_msg=name)
     assert a_heads == b_heads
@@ -62,8 +64,9 @@ def test_two_ranks_write_the_same_store_as_one_process(tiny_data, tmp_path):
 
 def test_a_multi_rank_job_refuses_hdf5_and_force(tiny_data, tmp_path):
     from conftest import tiny_extract_config
-    from stages.distributed import RankInfo
-    from stages.extract.run import Extractor
+
+    from teachcache.stages.common.distributed import RankInfo
+    from teachcache.stages.extract.run import Extractor
 
     rank1 = RankInfo(rank=1, world=2, job="job")
     with pytest.raises(ValueError, match="torchrun needs zarr"):
@@ -75,8 +78,9 @@ def test_a_multi_rank_job_refuses_hdf5_and_force(tiny_data, tmp_path):
 
 def test_a_rank_gives_up_when_rank_0_never_creates_the_store(tiny_data, tmp_path):
     from conftest import tiny_extract_config
-    from stages.distributed import RankInfo, RankTimeout
-    from stages.extract.run import Extractor
+
+    from teachcache.stages.common.distributed import RankInfo, RankTimeout
+    from teachcache.stages.extract.run import Extractor
 
     cfg = tiny_extract_config(tiny_data, tmp_path / "s")
     cfg.wait_timeout_s = 0.5

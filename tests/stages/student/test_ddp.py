@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import CLI_CONFIG
-from pipeline.cli import main
+
+from teachcache.pipeline.cli import main
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def _train(config, run_dir, nproc=None):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc else [sys.executable]
-    cmd = [*launcher, "-m", "pipeline.cli", "train", "--quiet", "--config", str(config), "--set", f"train.run_dir={run_dir}", "--set", "train.epochs=3"]
+    cmd = [*launcher, "-m", "teachcache.pipeline.cli", "train", "--quiet", "--config", str(config), "--set", f"train.run_dir={run_dir}", "--set", "train.epochs=3"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((run_dir / "metrics.json").read_text()), result.stdout
@@ -49,7 +49,7 @@ def test_two_ranks_with_global_batch_b_follow_one_process_with_batch_b(tiny_data
 
 
 def test_rank_shares_cover_the_batch_in_order():
-    from stages.distributed import rank_sizes
+    from teachcache.stages.common.distributed import rank_sizes
 
     assert rank_sizes(7, 2) == [4, 3] and rank_sizes(2, 4) == [1, 1, 0, 0] and sum(rank_sizes(64, 3)) == 64
     assert torch.equal(torch.arange(7)[sum(rank_sizes(7, 2)[:1]) :], torch.tensor([4, 5, 6]))

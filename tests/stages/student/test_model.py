@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stages.student.config import StudentConfig
-from stages.student.model import Student
+from teachcache.stages.student.config import StudentConfig
+from teachcache.stages.student.model import Student
 
 
 def _inputs(b=3, f=4, d=8, t=6):
@@ -14,7 +14,7 @@ def _inputs(b=3, f=4, d=8, t=6):
 
 
 def test_meanp_without_afa_is_the_masked_mean_of_normalised_frames():
-    text, frames, mask = _inputs()
+    _, frames, mask = _inputs()
     s = Student(StudentConfig(video_head="meanP", afa=False), 6, 8)
     video, logits = s.encode_video(frames, mask)
     expected = F.normalize((F.normalize(frames, dim=-1) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True), dim=-1)
@@ -23,7 +23,7 @@ def test_meanp_without_afa_is_the_masked_mean_of_normalised_frames():
 
 
 def test_padded_frames_do_not_change_the_video_vector():
-    text, frames, mask = _inputs()
+    _, frames, mask = _inputs()
     for cfg in (StudentConfig(video_head="seqTransf"), StudentConfig(video_head="meanP", afa=True)):
         torch.manual_seed(0)
         s = Student(cfg, 6, 8).eval()
@@ -35,7 +35,7 @@ def test_padded_frames_do_not_change_the_video_vector():
 
 
 def test_unmasked_afa_reproduces_teachclip_and_lets_padding_in():
-    text, frames, mask = _inputs()
+    _, frames, mask = _inputs()
     torch.manual_seed(0)
     s = Student(StudentConfig(video_head="meanP", afa=True, afa_masked=False), 6, 8)
     a, _ = s.encode_video(frames, mask)
@@ -58,7 +58,7 @@ def test_logits_shape_scale_clamp_and_no_nan_for_an_empty_video():
 
 
 def test_bad_head_settings_are_named():
-    with pytest.raises(ValueError, match="video_head"):
+    with pytest.raises(ValueError, match="unknown video head .tightTransf."):
         Student(StudentConfig(video_head="tightTransf"), 6, 8)
     with pytest.raises(ValueError, match="heads = 3"):
         Student(StudentConfig(heads=3), 6, 8)
@@ -77,7 +77,7 @@ def test_logit_scale_learns_and_is_clamped_on_the_parameter():
 
 
 def test_afa_aggregates_at_temperature_point_one():
-    text, frames, mask = _inputs()
+    _, frames, mask = _inputs()
     s = Student(StudentConfig(video_head="meanP", afa=True, video_projection=False), 6, 8)
     video, a = s.encode_video(frames, mask)
     weights = torch.softmax((a / 0.1).masked_fill(~mask, float("-inf")), -1)
@@ -87,7 +87,7 @@ def test_afa_aggregates_at_temperature_point_one():
 
 
 def test_seqtransf_adds_its_input_back():
-    text, frames, mask = _inputs()
+    _, frames, mask = _inputs()
     s = Student(StudentConfig(heads=4, video_projection=False), 6, 8)
     for layer in s.temporal.layers.layers:  # zero every residual branch: the transformer becomes the identity
         torch.nn.init.zeros_(layer.self_attn.out_proj.weight)

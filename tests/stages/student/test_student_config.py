@@ -2,7 +2,7 @@
 
 from dataclasses import asdict
 
-from stages.student.config import TrainConfig, results_config
+from teachcache.stages.student.config import TrainConfig, results_config
 
 
 def test_keeping_weights_does_not_count_but_learning_settings_do():

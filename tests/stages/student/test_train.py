@@ -5,14 +5,17 @@ import json
 
 import pytest
 import torch
-
-from cache.store import Store, StoreMismatch
 from conftest import tiny_extract_config
-from stages.extract.run import run_extraction, store_fingerprint
-from stages.data import RamLoader, ShardLoader, load_split, split_rows
-from stages.student.config import ObjectiveConfig, StudentConfig, TrainConfig
-from stages.student.model import Student
-from stages.student.train import loss_weights, param_groups, train_student
+
+from teachcache.cache.store import Store, StoreMismatch
+from teachcache.pipeline.stores import open_training_store
+from teachcache.stages.common.data import RamLoader, ShardLoader, load_split, split_rows
+from teachcache.stages.extract.config import config_components
+from teachcache.stages.extract.run import run_extraction
+from teachcache.stages.student.config import ObjectiveConfig, StudentConfig, TrainConfig
+from teachcache.stages.student.model import Student
+from teachcache.stages.student.objectives.teachclip import loss_weights
+from teachcache.stages.student.recipe import param_groups, train_student
 
 
 @pytest.fixture(scope="module")
@@ -40,26 +43,25 @@ def no_video_no_encoders(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", guarded)
-    import stages.extract.encoders as enc
+    import teachcache.stages.extract.encoders.open_clip as enc
 
     def refuse(*a, **k):
         raise AssertionError("stage two ran an encoder")
 
     monkeypatch.setattr(enc, "load_open_clip", refuse)
-    monkeypatch.setattr(enc, "build_text_encoder", refuse)
 
 
 def test_every_epochs_weights_are_kept_on_request(tiny_store, tmp_path):
     cfg = _train_cfg(tmp_path, "infonce")
     cfg.keep_epoch_weights = True
-    with Store.open(tiny_store.store, expected_fingerprint=store_fingerprint(tiny_store)[0]) as store:
+    with open_training_store(tiny_store) as store:
         train_student(cfg, store, progress=False)
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.safetensors")) == ["epoch_001.safetensors", "epoch_002.safetensors"]
 
 
 @pytest.mark.parametrize("kind", ["infonce", "teachclip", "teachtext", "mckd"])
 def test_every_objective_trains_from_the_store_only(tiny_store, tmp_path, no_video_no_encoders, kind):
-    with Store.open(tiny_store.store, expected_fingerprint=store_fingerprint(tiny_store)[0]) as store:
+    with open_training_store(tiny_store) as store:
         result = train_student(_train_cfg(tmp_path, kind), store, progress=False)
     assert (tmp_path / "best.safetensors").exists() and (tmp_path / "checkpoints" / "epoch_002.json").exists()
     assert not list((tmp_path / "checkpoints").glob("*.safetensors"))  # every epoch's weights only on request
@@ -138,15 +140,17 @@ def test_stream_mode_trains(tiny_store, tmp_path, no_video_no_encoders):
 def test_a_store_from_another_extraction_config_is_refused(tiny_store):
     other = tiny_extract_config(tiny_store.data, tiny_store.store)
     other.sampling.num_frames = 6
-    expected, components = store_fingerprint(other)
-    with pytest.raises(StoreMismatch, match="sampling.num_frames: 12 in the store, 6 wanted"):
-        Store.open(tiny_store.store, expected_fingerprint=expected, expected_components=components)
+    other.teachers["dual"].scale = 50.0
+    with pytest.raises(StoreMismatch, match="sampling.num_frames: 12 vs 6\n  teachers.dual.scale: 100.0 vs 50.0\n") as refused:
+        open_training_store(other)
+    assert str(refused.value).count("\n  ") == 2  # exactly the differing fields
+    assert config_components(other) != config_components(tiny_store)
 
 
 def test_non_finite_loss_stops_with_the_step_and_caption_ids(tiny_store, tmp_path, monkeypatch):
-    import stages.student.train as train_mod
+    import teachcache.stages.student.objectives.infonce as infonce_mod
 
-    monkeypatch.setattr(train_mod, "infonce", lambda sim: sim.sum() * float("nan"))
+    monkeypatch.setattr(infonce_mod, "infonce", lambda sim: sim.sum() * float("nan"))
     with Store.open(tiny_store.store) as store, pytest.raises(FloatingPointError, match="epoch 0, step 0; batch caption ids start"):
         train_student(_train_cfg(tmp_path, "infonce"), store, progress=False)
 
@@ -162,7 +166,7 @@ def test_weights_and_optimizer_groups_follow_method_4():
 
 
 def test_resume_after_a_kill_gives_the_uninterrupted_result(tiny_store, tmp_path, monkeypatch):
-    import stages.student.train as train_mod
+    import teachcache.stages.student.recipe as train_mod
 
     cfg = lambda d: _train_cfg(d, epochs_override=3)  # noqa: E731
     with Store.open(tiny_store.store) as store:
@@ -185,7 +189,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(tiny_store, tmp_path
 
 
 def test_a_store_without_val_selects_on_test_only_when_asked(data_copy, tmp_path):
-    from cache.manifest import read_manifest, write_manifest
+    from teachcache.cache.manifest import read_manifest, write_manifest
 
     m = read_manifest(data_copy)
     no_val = lambda t: t.set_column(t.schema.get_field_index("split"), "split", [[("train" if s == "val" else s) for s in t.column("split").to_pylist()]])  # noqa: E731

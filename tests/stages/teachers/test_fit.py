@@ -6,16 +6,20 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-
-from cache.store import Store
 from conftest import tiny_extract_config
-from stages.extract.config import TeacherConfig, TextEncoderConfig
-from stages.extract.run import matched_inputs, open_extracted_store, run_extraction
-from stages.student.config import TrainConfig
-from stages.student.train import TeacherBank, train_student
-from stages.teachers.base import TeacherError
-from stages.teachers.fit import ensemble_ranks, score_matrix, split_for, teacher_metrics
-from stages.teachers.registry import head_record, load_teacher, stored_teachers
+
+from teachcache.cache.store import Store
+from teachcache.pipeline.stores import open_training_store
+from teachcache.stages.extract.config import TextEncoderConfig
+from teachcache.stages.extract.phases.teachers import matched_inputs
+from teachcache.stages.extract.run import run_extraction
+from teachcache.stages.student.config import TrainConfig
+from teachcache.stages.student.objectives.bank import TeacherBank
+from teachcache.stages.student.recipe import train_student
+from teachcache.stages.teachers.base import TeacherError
+from teachcache.stages.teachers.config import TeacherConfig
+from teachcache.stages.teachers.fit import ensemble_ranks, score_matrix, split_for, teacher_metrics
+from teachcache.stages.teachers.heads import head_record, load_teacher, stored_teachers
 
 FIT = {"fit_epochs": 3, "fit_batch_size": 4}
 
@@ -29,8 +33,8 @@ def teacher_store(tiny_data, tmp_path_factory):
     scores = np.random.default_rng(0).normal(size=(len(captions), len(videos)))
     np.savez(root / "scores.npz", scores=scores, caption_ids=np.array(captions), video_ids=np.array(videos))
     cfg = tiny_extract_config(tiny_data, root / "store")
-    cfg.text_encoders = [TextEncoderConfig(tokens=20)]
-    cfg.teachers = [
+    cfg.text_encoders = {"clip": TextEncoderConfig(tokens=20)}
+    teachers = [
         TeacherConfig(name="dual"),
         TeacherConfig(name="xpool", kind="xpool", temporal_layers=1, **FIT),
         TeacherConfig(name="xclip", kind="xclip", **FIT),
@@ -39,6 +43,7 @@ def teacher_store(tiny_data, tmp_path_factory):
         TeacherConfig(name="captions", kind="captions"),
         TeacherConfig(name="bb", kind="blackbox", scores=str(root / "scores.npz"), top_k=2),
     ]
+    cfg.teachers = {t.name: t for t in teachers}
     cfg.denoise_teachers = ["xpool", "tt"]
     run_extraction(cfg, progress=False)
     return cfg, scores
@@ -46,8 +51,8 @@ def teacher_store(tiny_data, tmp_path_factory):
 
 def test_fit_store_rebuild_round_trip(teacher_store):
     cfg, _ = teacher_store
-    with open_extracted_store(cfg) as store:
-        assert stored_teachers(store) == [t.name for t in cfg.teachers]
+    with open_training_store(cfg) as store:
+        assert stored_teachers(store) == list(cfg.teachers)
         video_index = store.captions().column("video_index").to_numpy()
         for name in ("xpool", "xclip", "ts2net", "tt"):
             head, record = load_teacher(store, name), head_record(store, name)
@@ -73,16 +78,16 @@ def test_second_run_reuses_the_stored_heads(teacher_store):
 
 
 def test_word_features_and_inputs_are_stored(teacher_store):
-    from stages.teachers.blackbox import load_scores
+    from teachcache.stages.teachers.blackbox import load_scores
 
     cfg, _ = teacher_store
-    with open_extracted_store(cfg) as store:
+    with open_training_store(cfg) as store:
         mask = store.read("token_mask/clip")
         assert store.read("tokens/clip").shape[1:] == (20, store.read("text/clip").shape[1])
         assert mask.any(1).all() and not mask.all()  # every caption has words, shorter ones are padded
         # the black box keeps the top 2 videos per caption (in the store's order) plus its own
         captions = store.captions()
-        scores = load_scores(cfg.teachers[-1].scores, "bb", captions.column("caption_id").to_pylist(), store.videos().column("video_id").to_pylist())
+        scores = load_scores(cfg.teachers["bb"].scores, "bb", captions.column("caption_id").to_pylist(), store.videos().column("video_id").to_pylist())
         own = captions.column("video_index").to_numpy()
         kept = store.read("topk_video/bb")
         np.testing.assert_array_equal(kept, np.concatenate([np.argsort(-scores, 1)[:, :2], own[:, None]], 1))
@@ -93,7 +98,7 @@ def test_word_features_and_inputs_are_stored(teacher_store):
 
 def test_denoise_ranks_are_the_ensemble_rank_of_the_own_video(teacher_store):
     cfg, _ = teacher_store
-    with open_extracted_store(cfg) as store:
+    with open_training_store(cfg) as store:
         heads = [load_teacher(store, n) for n in cfg.denoise_teachers]
         train = split_for(store, "train", heads)
         rows = train.caption_arrays["row/caption"].numpy()
@@ -109,10 +114,10 @@ def test_denoise_ranks_are_the_ensemble_rank_of_the_own_video(teacher_store):
 
 def test_stage_two_drops_noisy_captions_and_distils_every_kind(teacher_store, tmp_path):
     cfg, _ = teacher_store
-    with open_extracted_store(cfg) as store:
+    with open_training_store(cfg) as store:
         ranks = store.read("denoise/rank")
         train = TrainConfig(run_dir=str(tmp_path), text="clip", epochs=1, batch_size=4)
-        train.objective.teachers = [t.name for t in cfg.teachers]
+        train.objective.teachers = list(cfg.teachers)
         train.denoise.top_k = 1
         result = train_student(train, store, progress=False)
     assert result["denoise"]["captions_dropped"] == int((ranks >= 1).sum())
@@ -122,7 +127,7 @@ def test_stage_two_drops_noisy_captions_and_distils_every_kind(teacher_store, tm
 
 def test_missing_teacher_and_wrong_relevance_are_named(teacher_store):
     cfg, _ = teacher_store
-    with open_extracted_store(cfg) as store:
+    with open_training_store(cfg) as store:
         with pytest.raises(ValueError, match="objective.teachers names \\['nope'\\]"):
             TeacherBank(["nope"], store, torch.device("cpu"))
         bank = TeacherBank(["tt"], store, torch.device("cpu"))
@@ -133,10 +138,10 @@ def test_missing_teacher_and_wrong_relevance_are_named(teacher_store):
 
 def test_teacher_features_missing_from_the_config_are_refused(tiny_data, tmp_path):
     cfg = tiny_extract_config(tiny_data, tmp_path / "s")
-    cfg.teachers = [TeacherConfig(name="xc", kind="xclip")]
+    cfg.teachers = {"xc": TeacherConfig(name="xc", kind="xclip")}
     with pytest.raises(TeacherError, match="teacher 'xc' \\(xclip\\) needs word features"):
         run_extraction(cfg, progress=False)
-    cfg.teachers = [TeacherConfig(name="xp", kind="xpool", frames="other")]
+    cfg.teachers = {"xp": TeacherConfig(name="xp", kind="xpool", frames="other")}
     with pytest.raises(TeacherError, match="teacher 'xp' reads frames/other"):
         run_extraction(cfg, progress=False)
 
@@ -144,11 +149,11 @@ def test_teacher_features_missing_from_the_config_are_refused(tiny_data, tmp_pat
 def test_report_card_warns_about_teachers_weaker_than_the_student(teacher_store, tmp_path):
     from click.testing import CliRunner
 
-    from pipeline.cli import main
-    from pipeline.report import card_markdown, teacher_card
+    from teachcache.pipeline.cli import main
+    from teachcache.pipeline.report import card_markdown, teacher_card
 
     cfg, _ = teacher_store
-    with open_extracted_store(cfg) as store:
+    with open_training_store(cfg) as store:
         record = head_record(store, "xpool")["metrics"]
         strong = {"best_epoch": 1, "val": {"t2v": {"R1": 101.0, "R5": 0, "R10": 0}}, "test": {"t2v": {"R1": 0.0, "R5": 0, "R10": 0}}}
         card = teacher_card(store, strong)
@@ -159,4 +164,4 @@ def test_report_card_warns_about_teachers_weaker_than_the_student(teacher_store,
     out = CliRunner().invoke(main, ["teachers", cfg.store, "--no-baseline"])
     assert out.exit_code == 0, out.output
     assert "| xpool | xpool | epoch" in out.output and (cfg_store := json.loads((Store.open(cfg.store).path / "report" / "teachers.json").read_text()))
-    assert [r["name"] for r in cfg_store["rows"]] == [t.name for t in cfg.teachers]
+    assert [r["name"] for r in cfg_store["rows"]] == list(cfg.teachers)

@@ -1,4 +1,4 @@
-"""Each head's logits and relevance on small cases checked by hand (METHOD section 3)."""
+"""Each head's logits and relevance on small cases checked by hand (docs/method.md section 3)."""
 
 import math
 
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from stages.data import CAPTION_ROW, VIDEO_ROW
-from stages.extract.config import TeacherConfig
-from stages.teachers.base import TeacherError
-from stages.teachers.registry import build_teacher
+from teachcache.cache.errors import UnknownKind
+from teachcache.stages.common.data import CAPTION_ROW, VIDEO_ROW
+from teachcache.stages.teachers.base import TeacherError
+from teachcache.stages.teachers.config import TeacherConfig
+from teachcache.stages.teachers.heads import build_teacher
 
 SQRT3 = math.sqrt(3.0)
 
@@ -136,7 +137,7 @@ def test_blackbox_top_k_fills_missing_pairs_with_the_lowest_kept_score():
 
 
 def test_blackbox_file_must_cover_the_store(tmp_path):
-    from stages.teachers.blackbox import load_scores
+    from teachcache.stages.teachers.blackbox import load_scores
 
     path = tmp_path / "s.npz"
     np.savez(path, scores=np.ones((1, 2)), caption_ids=np.array(["c0"]), video_ids=np.array(["v0", "v1"]))
@@ -148,9 +149,9 @@ def test_blackbox_file_must_cover_the_store(tmp_path):
 def test_unknown_kind_and_wrong_checkpoint_shapes_name_the_teacher(tmp_path):
     from safetensors.torch import save_file
 
-    from stages.teachers.registry import load_checkpoint
+    from teachcache.stages.teachers.heads import load_checkpoint
 
-    with pytest.raises(TeacherError, match="teacher 'x': unknown kind 'pool'"):
+    with pytest.raises(UnknownKind, match="teacher 'x': unknown teacher kind 'pool'"):
         build_teacher(TeacherConfig(name="x", kind="pool"), {})
     wrong = _head("xpool", text_dim=4, frame_dim=4).state_dict()
     save_file({k: v.contiguous() for k, v in wrong.items()}, tmp_path / "w.safetensors")
@@ -159,7 +160,7 @@ def test_unknown_kind_and_wrong_checkpoint_shapes_name_the_teacher(tmp_path):
 
 
 def test_official_xpool_checkpoint_loads_by_name_mapping(tmp_path):
-    from stages.teachers.registry import load_checkpoint
+    from teachcache.stages.teachers.heads import load_checkpoint
 
     torch.manual_seed(0)
     names = ["cross_attn.q_proj", "cross_attn.k_proj", "cross_attn.v_proj", "cross_attn.out_proj", "linear_proj", "layer_norm1", "layer_norm2", "layer_norm3"]

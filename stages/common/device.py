@@ -6,6 +6,8 @@ import contextlib
 
 import torch
 
+from teachcache.cache.errors import ConfigError
+
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
@@ -15,14 +17,14 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for but CUDA is not available; use device = \"auto\" or \"cpu\"")
+        raise ConfigError(f'device {name!r} asked for but CUDA is not available; use device = "auto" or "cpu"')
     return device
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype for a device: bf16 (or fp16) on CUDA for ``auto``, none on the CPU."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
     if precision == "auto":

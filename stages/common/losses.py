@@ -1,4 +1,4 @@
-"""Training objectives of stage two (METHOD section 4). All take logits, not probabilities.
+"""Training objectives of stage two (docs/method.md section 4). All take logits, not probabilities.
 
 ``S`` is the student's [B_text, B_video] logit matrix with matched pairs on the diagonal;
 teacher matrices ``T(k)`` have the same layout.
@@ -6,11 +6,13 @@ teacher matrices ``T(k)`` have the same layout.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-COARSE_METHODS = ("pear", "ce", "l1")
-FINE_METHODS = ("ce", "pear", "l1")
+from teachcache.cache.errors import ConfigError
+from teachcache.cache.registry import Registry
 
 
 def infonce(sim: torch.Tensor) -> torch.Tensor:
@@ -28,31 +30,64 @@ def _pearson_rows(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = 
     return (xc * yc).sum(-1) / (xc.norm(dim=-1) * yc.norm(dim=-1)).clamp(min=eps)
 
 
-def _coarse_one(s: torch.Tensor, t: torch.Tensor, method: str) -> torch.Tensor:
-    if method == "l1":
-        return F.smooth_l1_loss(s, t)
+def _coarse_pear(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     total = s.new_zeros(())
     for s_dir, t_dir in ((s, t), (s.T, t.T)):
-        if method == "pear":
-            total = total + (1 - _pearson_rows(F.softmax(s_dir, -1), F.softmax(t_dir, -1))).mean()
-        else:
-            total = total + (-F.softmax(t_dir, -1) * F.log_softmax(s_dir, -1)).mean()
+        total = total + (1 - _pearson_rows(F.softmax(s_dir, -1), F.softmax(t_dir, -1))).mean()
     return total
 
 
+def _coarse_ce(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    total = s.new_zeros(())
+    for s_dir, t_dir in ((s, t), (s.T, t.T)):
+        total = total + (-F.softmax(t_dir, -1) * F.log_softmax(s_dir, -1)).mean()
+    return total
+
+
+def _coarse_l1(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return F.smooth_l1_loss(s, t)
+
+
+CoarseMethod = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+COARSE_TEACHING: Registry[CoarseMethod] = Registry("coarse teaching method")
+COARSE_TEACHING.add("pear", _coarse_pear, "1 - Pearson of row softmaxes, both directions (TeachCLIP's default)")
+COARSE_TEACHING.add("ce", _coarse_ce, "soft-target cross-entropy, both directions (mean over B*B)")
+COARSE_TEACHING.add("l1", _coarse_l1, "SmoothL1 between raw logits")
+
+
 def coarse_teaching(student_logits: torch.Tensor, teacher_logits: list[torch.Tensor], method: str = "pear") -> torch.Tensor:
-    """Batch-level teaching (METHOD 4b), averaged over teachers with equal weight.
+    """Batch-level teaching (docs/method.md 4b), averaged over teachers with equal weight.
 
     ``pear``: ``mean_i(1 - pearson(P_i, Q_i))`` on row softmaxes, plus the same on the
     transposes; ``ce``: ``mean_ij(-Q log P)`` over all B*B entries, both directions summed;
     ``l1``: SmoothL1 between raw teacher and student logits.
     """
-    if method not in COARSE_METHODS:
-        raise ValueError(f"unknown coarse teaching method {method!r}; choose one of {COARSE_METHODS}")
+    one = COARSE_TEACHING.get(method)
     if not teacher_logits:
-        raise ValueError("coarse_teaching needs at least one teacher matrix")
-    losses = [_coarse_one(student_logits, t.to(student_logits.dtype).detach(), method) for t in teacher_logits]
+        raise ConfigError("coarse_teaching needs at least one teacher matrix")
+    losses = [one(student_logits, t.to(student_logits.dtype).detach()) for t in teacher_logits]
     return torch.stack(losses).mean()
+
+
+def _fine_ce(p: torch.Tensor, log_p: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    terms = torch.where(valid, -y * log_p, torch.zeros_like(p))
+    return terms.sum() / p.numel()  # docs/method.md 4c: the mean is over B*F entries
+
+
+def _fine_pear(p: torch.Tensor, log_p: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return (1 - _pearson_rows(p, y, mask)).mean()
+
+
+def _fine_l1(p: torch.Tensor, log_p: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    diff = F.smooth_l1_loss(p, y, reduction="none")
+    return torch.where(valid, diff, torch.zeros_like(diff)).sum() / valid.sum().clamp(min=1)
+
+
+FineMethod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+FINE_TEACHING: Registry[FineMethod] = Registry("fine teaching method")
+FINE_TEACHING.add("ce", _fine_ce, "cross-entropy of the teacher's frame distribution (TeachCLIP's; mean over B*F)")
+FINE_TEACHING.add("pear", _fine_pear, "1 - Pearson of the two frame distributions")
+FINE_TEACHING.add("l1", _fine_l1, "SmoothL1 between the two frame distributions")
 
 
 def fine_teaching(
@@ -62,17 +97,16 @@ def fine_teaching(
     method: str = "ce",
     teacher_temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Frame-level teaching of AFA (METHOD 4c) on matched pairs, averaged over teachers.
+    """Frame-level teaching of AFA (docs/method.md 4c) on matched pairs, averaged over teachers.
 
     ``y = softmax_f(r / teacher_temperature)``, ``p = softmax_f(a)``. ``ce``:
     ``mean_{b,f}(-y log p)`` over all B*F entries (masked entries contribute 0);
     ``pear``: ``mean_b(1 - pearson(p_b, y_b))``; ``l1``: SmoothL1 between p and y.
     With ``frame_mask=None`` this is TeachCLIP's form (no masking of padded frames).
     """
-    if method not in FINE_METHODS:
-        raise ValueError(f"unknown fine teaching method {method!r}; choose one of {FINE_METHODS}")
+    one = FINE_TEACHING.get(method)
     if not teacher_relevance:
-        raise ValueError("fine_teaching needs at least one teacher relevance")
+        raise ConfigError("fine_teaching needs at least one teacher relevance")
     a = student_frame_logits
     mask = None if frame_mask is None else frame_mask.bool()
     if mask is not None:
@@ -83,27 +117,19 @@ def fine_teaching(
     losses = []
     for r in teacher_relevance:
         if r.shape != student_frame_logits.shape:
-            raise ValueError(f"teacher relevance of shape {tuple(r.shape)} does not match the student's {tuple(student_frame_logits.shape)}")
+            raise ConfigError(f"teacher relevance of shape {tuple(r.shape)} does not match the student's {tuple(student_frame_logits.shape)}")
         logits = r.to(a.dtype).detach() / teacher_temperature
         if mask is not None:
             logits = logits.masked_fill(~mask, float("-inf"))
-        y = F.softmax(logits, -1)
-        if method == "ce":
-            terms = torch.where(valid, -y * log_p, torch.zeros_like(p))
-            losses.append(terms.sum() / p.numel())  # METHOD 4c: the mean is over B*F entries
-        elif method == "pear":
-            losses.append((1 - _pearson_rows(p, y, mask)).mean())
-        else:
-            diff = F.smooth_l1_loss(p, y, reduction="none")
-            losses.append(torch.where(valid, diff, torch.zeros_like(diff)).sum() / valid.sum().clamp(min=1))
+        losses.append(one(p, log_p, F.softmax(logits, -1), valid, mask))
     return torch.stack(losses).mean()
 
 
 def teachtext_distillation(student_sim: torch.Tensor, teacher_sims: list[torch.Tensor]) -> torch.Tensor:
-    """TeachText (METHOD 4e): SmoothL1 (beta 1) over all B*B raw similarities between the
+    """TeachText (docs/method.md 4e): SmoothL1 (beta 1) over all B*B raw similarities between the
     student and the plain element-wise mean of the teachers."""
     if not teacher_sims:
-        raise ValueError("teachtext_distillation needs at least one teacher matrix")
+        raise ConfigError("teachtext_distillation needs at least one teacher matrix")
     target = torch.stack([t.to(student_sim.dtype).detach() for t in teacher_sims]).mean(0)
     return F.smooth_l1_loss(student_sim, target, beta=1.0)
 
@@ -129,7 +155,7 @@ def mckd(
     teacher_text: torch.Tensor | None = None,
     teacher_video: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """MCKD, **our reading** of its abstract (no public code; METHOD 4f).
+    """MCKD, **our reading** of its abstract (no public code; docs/method.md 4f).
 
     KL(softmax_row(T / tau) || softmax_row(S / tau)) over text-to-video rows and the
     transposes; optionally the same on text-text and video-video relations when both

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cache.store import Store
+from teachcache.cache.errors import ConfigError
+from teachcache.cache.schema import CAPTION_ROW, CAPTIONS, ROW_KEYS, VIDEO_ROW, VIDEOS
+from teachcache.cache.store import MissingArray, Store
 
-CAPTION_ROW = "row/caption"  # every split's caption arrays hold each caption's store row under this key
-VIDEO_ROW = "row/video"  # and its video arrays each video's store row
-ROW_KEYS = (CAPTION_ROW, VIDEO_ROW)
+__all__ = ["CAPTION_ROW", "ROW_KEYS", "VIDEO_ROW", "Batch", "RamLoader", "ShardLoader", "SplitArrays", "SplitRows", "load_split", "split_rows"]
 
 
 @dataclass
@@ -67,7 +67,7 @@ class SplitRows:
 def _require(store: Store, names: list[str]) -> None:
     missing = [n for n in names if n not in ROW_KEYS and not store.has(n)]
     if missing:
-        raise KeyError(
+        raise MissingArray(
             f"this training config needs {missing}, which store {store.path} lacks (it has "
             f"{[a.name for a in store.arrays]}); add the encoder or teacher to [extract] and run `teachcache extract`"
         )
@@ -83,7 +83,7 @@ def split_rows(store: Store, split: str) -> SplitRows:
     videos, captions = store.videos(), store.captions()
     video_rows = np.flatnonzero(np.array(videos.column("split").to_pylist()) == split)
     if len(video_rows) == 0:
-        raise ValueError(f"store {store.path} has no videos in split {split!r}")
+        raise ConfigError(f"store {store.path} has no videos in split {split!r}")
     video_index = captions.column("video_index").to_numpy()
     return _rows_for(video_rows, np.flatnonzero(np.isin(video_index, video_rows)), video_index, videos.num_rows)
 
@@ -100,7 +100,7 @@ def keep_captions(store: Store, rows: SplitRows, keep: np.ndarray) -> SplitRows:
     caption_rows = rows.caption_rows[keep]
     video_index = store.captions().column("video_index").to_numpy()
     video_rows = rows.video_rows[np.isin(rows.video_rows, video_index[caption_rows])]
-    return _rows_for(video_rows, caption_rows, video_index, store.num_rows("videos"))
+    return _rows_for(video_rows, caption_rows, video_index, store.num_rows(VIDEOS))
 
 
 def load_split(store: Store, split: str, arrays: list[str], stream_videos: bool = False, rows: SplitRows | None = None) -> SplitArrays:
@@ -121,7 +121,7 @@ def load_split(store: Store, split: str, arrays: list[str], stream_videos: bool 
     for name in dict.fromkeys(arrays):
         if name in ROW_KEYS:
             continue
-        if kinds[name] == "captions":
+        if kinds[name] == CAPTIONS:
             out.caption_arrays[name] = torch.from_numpy(np.ascontiguousarray(store.read(name, rows.caption_rows)))
         elif not stream_videos:
             out.video_arrays[name] = torch.from_numpy(np.ascontiguousarray(store.read(name, rows.video_rows)))
@@ -182,7 +182,7 @@ class ShardLoader:
         self.names = [n for n in names if n not in small]
         self.in_ram = {n: torch.from_numpy(np.ascontiguousarray(store.read(n, rows.video_rows))) for n in small}  # by split position
         self.shards = []  # (first store row, end store row, positions in the split of the videos inside)
-        for _, lo, hi in store.shards("videos"):
+        for _, lo, hi in store.shards(VIDEOS):
             inside = np.flatnonzero((rows.video_rows >= lo) & (rows.video_rows < hi))
             if len(inside):
                 self.shards.append((lo, hi, inside))
@@ -219,7 +219,9 @@ class ShardLoader:
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
         order = torch.randperm(len(self.blocks), generator=generator).tolist()
         with ThreadPoolExecutor(max_workers=1) as reader:  # decompression releases the GIL: reading overlaps serving
-            pending = reader.submit(self._load, self.blocks[order[0]]) if order else None
+            if not order:
+                return
+            pending = reader.submit(self._load, self.blocks[order[0]])
             for index in range(len(order)):
                 positions, buffers = pending.result()
                 if index + 1 < len(order):

@@ -1,48 +1,37 @@
-"""Teacher kinds by name, and a head's life in the store: built from its config and the
-stored arrays' widths, its weights and record kept as ``heads/<name>.safetensors`` and
-``heads/<name>.json``, rebuilt from them by stage two."""
+"""A teacher head's life in the store: built from its config and the stored arrays' widths,
+its weights and record kept as ``heads/<name>.safetensors`` and ``heads/<name>.json``,
+rebuilt from them (frozen) by stage two."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file
 from safetensors.torch import save as save_bytes
 
-from cache.store import Store
-from stages.extract.config import TeacherConfig
-from stages.teachers.base import TeacherError, TeacherHead
-from stages.teachers.blackbox import BlackBoxTeacher
-from stages.teachers.captions import CaptionTeacher
-from stages.teachers.dual import DualTeacher
-from stages.teachers.teachtext import TextTeacher
-from stages.teachers.ts2net import TS2NetTeacher
-from stages.teachers.xclip import XClipTeacher
-from stages.teachers.xpool import XPoolTeacher
-
-TEACHERS: dict[str, type[TeacherHead]] = {
-    cls.kind: cls for cls in (DualTeacher, XPoolTeacher, XClipTeacher, TS2NetTeacher, TextTeacher, CaptionTeacher, BlackBoxTeacher)
-}
+from teachcache.cache.schema import head_file
+from teachcache.cache.store import Store
+from teachcache.stages.teachers import TEACHERS
+from teachcache.stages.teachers.base import TeacherError, TeacherHead
+from teachcache.stages.teachers.config import TeacherConfig
 
 
 def teacher_class(config: TeacherConfig) -> type[TeacherHead]:
-    if config.kind not in TEACHERS:
-        raise TeacherError(f"teacher {config.name!r}: unknown kind {config.kind!r}; choose one of {sorted(TEACHERS)}")
-    return TEACHERS[config.kind]
+    """The head class of a teacher's kind (refused with the known kinds)."""
+    TEACHERS.check(config.kind, f"teacher {config.name!r}")
+    cls: type[TeacherHead] = TEACHERS.get(config.kind)
+    return cls
 
 
 def build_teacher(config: TeacherConfig, dims: dict[str, tuple[int, ...]]) -> TeacherHead:
     """A fresh head of a registered kind, sized by the widths of the arrays it reads (seeded)."""
     torch.manual_seed(config.seed)
     return teacher_class(config)(config, dims)
-
-
-def head_file(name: str, suffix: str) -> str:
-    return f"heads/{name}.{suffix}"
 
 
 def load_weights(head: TeacherHead, state: dict[str, torch.Tensor], source: str) -> None:
@@ -70,31 +59,32 @@ def load_checkpoint(head: TeacherHead, path: str) -> None:
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        except Exception as exc:  # any unreadable file is the user's to fix
             raise TeacherError(f"teacher {head.config.name!r}: cannot read checkpoint {path}: {exc}") from exc
         state = state.get("state_dict", state)
     official = getattr(head, "map_official", lambda _s: None)(state)
     load_weights(head, official if official is not None else state, path)
 
 
-def save_head(store: Store, head: TeacherHead, record: dict) -> None:
+def save_head(store: Store, head: TeacherHead, record: dict[str, Any]) -> None:
     """Keep the head's weights and its record (config, widths, fit, metrics) in the store."""
     store.put_file(head_file(head.config.name, "safetensors"), save_bytes({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}))
     meta = {"config": asdict(head.config), "kind": head.kind, "dims": {k: list(v) for k, v in head.dims.items()}, **record}
     store.put_file(head_file(head.config.name, "json"), json.dumps(meta, indent=2).encode())
 
 
-def head_record(store: Store, name: str) -> dict:
+def head_record(store: Store, name: str) -> dict[str, Any]:
     """The record stage one kept for a teacher (config, widths, fit history, metrics)."""
     if not store.has_file(head_file(name, "json")):
-        raise TeacherError(f"store {store.path} has no teacher {name!r} (it has {stored_teachers(store)}); add it to [[extract.teachers]]")
-    return json.loads(store.get_file(head_file(name, "json")))
+        raise TeacherError(f"store {store.path} has no teacher {name!r} (it has {stored_teachers(store)}); add it to [extract.teachers]")
+    record: dict[str, Any] = json.loads(store.get_file(head_file(name, "json")))
+    return record
 
 
 def stored_teachers(store: Store) -> list[str]:
     """Names of the teachers whose heads the store keeps, in config order."""
-    config = store.attrs.get("config", {})
-    return [t["name"] for t in config.get("teachers", []) if store.has_file(head_file(t["name"], "json"))]
+    teachers = store.attrs.get("config", {}).get("teachers", {})
+    return [name for name in teachers if store.has_file(head_file(name, "json"))]
 
 
 def load_teacher(store: Store, name: str) -> TeacherHead:

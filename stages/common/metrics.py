@@ -1,4 +1,4 @@
-"""Retrieval metrics with CLIP4Clip's semantics (METHOD section 5).
+"""Retrieval metrics with CLIP4Clip's semantics (docs/method.md section 5).
 
 Ranks are 0-based positions of the ground truth in its row sorted descending, ties
 counting the ground truth first (rank = number of strictly higher scores).

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from teachcache.cache.errors import ConfigError
+
 
 def identity_linear(in_dim: int, out_dim: int) -> nn.Linear:
     """A linear layer starting as the identity where the widths match (zero bias)."""
@@ -37,7 +39,7 @@ class TemporalEncoder(nn.Module):
     def __init__(self, dim: int, layers: int, heads: int, max_frames: int):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"{heads} attention heads do not divide the frame width {dim}")
+            raise ConfigError(f"{heads} attention heads do not divide the frame width {dim}")
         self.max_frames = max_frames
         self.positions = nn.Embedding(max_frames, dim)
         nn.init.normal_(self.positions.weight, std=0.01)
@@ -47,7 +49,7 @@ class TemporalEncoder(nn.Module):
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         n = frames.shape[1]
         if n > self.max_frames:
-            raise ValueError(f"{n} frames exceed the {self.max_frames} position embeddings")
+            raise ConfigError(f"{n} frames exceed the {self.max_frames} position embeddings")
         hidden = frames + self.positions(torch.arange(n, device=frames.device))
         # a video with no valid frame would attend to nothing: let it attend to all (its output is masked later)
         key_padding = ~mask.bool() & mask.bool().any(-1, keepdim=True)

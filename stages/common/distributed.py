@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from teachcache.cache.errors import ConfigError, TeachcacheError
+
 
 @dataclass(frozen=True)
 class RankInfo:
@@ -24,12 +26,12 @@ class RankInfo:
     job: str = ""
 
     @classmethod
-    def from_env(cls) -> "RankInfo":
+    def from_env(cls) -> RankInfo:
         """Read torchrun's environment; a plain run is rank 0 of 1."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
         if world < 1 or not 0 <= rank < world:
-            raise ValueError(f"RANK={rank} and WORLD_SIZE={world} are inconsistent; start the job with torchrun")
+            raise ConfigError(f"RANK={rank} and WORLD_SIZE={world} are inconsistent; start the job with torchrun")
         job = os.environ.get("TORCHELASTIC_RUN_ID", "") or os.environ.get("MASTER_ADDR", "") + ":" + os.environ.get("MASTER_PORT", "")
         return cls(rank, world, int(os.environ.get("LOCAL_RANK", "0")), job if world > 1 else "")
 
@@ -50,7 +52,7 @@ class RankInfo:
         return configured
 
 
-class RankTimeout(TimeoutError):
+class RankTimeout(TeachcacheError, TimeoutError):
     """Another rank's work did not appear in time."""
 
 

@@ -1,0 +1,56 @@
+"""Scoring a student on a split (one vector per video, one per caption, dot products;
+docs/method.md section 5), the split that selects the epoch, and the metrics table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from teachcache.cache.errors import ConfigError
+from teachcache.cache.store import Store
+from teachcache.stages.common.data import SplitArrays, store_splits
+from teachcache.stages.common.metrics import retrieval_metrics
+from teachcache.stages.student.config import TrainConfig
+from teachcache.stages.student.model import Student
+
+
+@torch.inference_mode()
+def evaluate(student: Student, split: SplitArrays, arrays: tuple[str, str, str], device: torch.device, batch: int = 1024) -> dict[str, Any]:
+    """Retrieval metrics of a split. ``arrays`` names the (text, frames, mask) arrays the student reads."""
+    student.eval()
+    text_array, frames_array, mask_array = arrays
+    frames, mask, text = split.video_arrays[frames_array], split.video_arrays[mask_array], split.caption_arrays[text_array]
+    videos = torch.cat([student.encode_video(frames[i : i + batch].to(device), mask[i : i + batch].to(device))[0] for i in range(0, split.num_videos, batch)])
+    texts = torch.cat([student.encode_text(text[i : i + batch].to(device)) for i in range(0, split.num_captions, batch)])
+    return retrieval_metrics((texts @ videos.T).cpu(), split.caption_video.numpy())
+
+
+def selection_split(store: Store, cfg: TrainConfig, progress: bool) -> str:
+    """The split that selects the epoch, refused with what to do when the store lacks it."""
+    splits = store_splits(store)
+    if cfg.val_split not in ("val", "test"):
+        raise ConfigError(f"train.val_split = {cfg.val_split!r}; choose val or test")
+    if cfg.val_split not in splits:
+        raise ConfigError(
+            f"store {store.path} has no {cfg.val_split!r} split to select the epoch on (it has {sorted(splits)}): "
+            "hold training videos out with `teachcache prepare --val-videos N`, or set train.val_split=test "
+            "(the published MSR-VTT 1k-A / ActivityNet protocol; test numbers are then optimistic)"
+        )
+    if cfg.val_split == "test" and progress:
+        print("note: the best epoch is selected on the test split (train.val_split = test); its test numbers are optimistic")
+    return cfg.val_split
+
+
+def metrics_table(result: dict[str, Any]) -> str:
+    """A readable Markdown table of the best epoch's validation and test metrics."""
+    keys = ("R1", "R5", "R10", "R50", "MdR", "MnR", "GeoMean")
+    lines = ["| split | direction | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for split in ("val", "test"):
+        for direction in ("t2v", "v2t"):
+            m = result[split][direction]
+            lines.append(f"| {split} | {direction} | " + " | ".join(f"{m[k]:.1f}" for k in keys) + " |")
+    note = "v2t with several captions per video takes each video's best caption (optimistic at R@5/R@10)."
+    selected = result.get("selected_on", "val")
+    caveat = " (the test split: its numbers are optimistic)" if selected == "test" else ""
+    return f"best epoch {result['best_epoch']} (by {selected} t2v R@1{caveat}; the 'val' rows are that split)\n\n" + "\n".join(lines) + f"\n\n{note}\n"

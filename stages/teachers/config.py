@@ -1,0 +1,28 @@
+"""A teacher's settings (one ``[extract.teachers.<name>]`` table), torch-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from teachcache.stages.common.options import name_field, opt
+from teachcache.stages.teachers import TEACHERS
+
+
+@dataclass
+class TeacherConfig:
+    name: str = name_field("dual")
+    kind: str = opt("dual", "how the teacher scores (stages/teachers/<kind>.py)", TEACHERS)
+    frames: str = opt("clip", "name of the frame encoder whose features the teacher reads (captions, blackbox: unused)")
+    text: str = opt("clip", "name of the text encoder whose sentence (and, xclip, word) vectors the teacher reads")
+    scale: float = opt(100.0, "logit scale (fixed for dual and captions; the initial, learnable one for fitted heads)")
+    temporal_layers: int = opt(0, "transformer layers over the frames before the head pools them (a teacher that sees order)")
+    checkpoint: str = opt("", 'safetensors head weights to load instead of fitting ("" = fit in stage one if the head learns)')
+    fit_epochs: int = opt(10, "fitting: epochs of symmetric InfoNCE on the cached training split (best epoch on val)")
+    fit_lr: float = opt(1e-3, "fitting: AdamW learning rate")
+    fit_batch_size: int = opt(64, "fitting: videos (and captions) per step")
+    seed: int = opt(0, "fitting: seed of the initialisation and batch order")
+    dropout: float = opt(0.1, "xpool: dropout on the residual linear layer while fitting")
+    pool: str = opt("mean", "captions: pool the similarities to a video's other captions by mean or max")
+    max_captions: int = opt(32, "captions: at most this many captions per video in its caption bank")
+    scores: str = opt("", "blackbox: .npz file with scores [T, V], caption_ids [T], video_ids [V]")
+    top_k: int = opt(0, "blackbox: keep the top K videos per caption plus its own (0 = dense float16 [T, V])")
