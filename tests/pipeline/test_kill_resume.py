@@ -16,6 +16,8 @@ from conftest import CLI_CONFIG
 
 from teachcache.cache.store import Store, StoreIncomplete
 
+pytestmark = pytest.mark.slow  # kill -9 of real subprocesses at several points
+
 REPO = Path(__file__).resolve().parents[2]
 TEACHER = '[extract.teachers.xpool]\nkind = "xpool"\nfit_epochs = 3\nfit_batch_size = 4\n'
 

@@ -73,6 +73,7 @@ AV1_ENCODERS = ("libaom-av1", "libsvtav1", "av1")
 
 AV1_WRITER = """
 import sys, av, numpy as np
+
 with av.open(sys.argv[1], "w", format="mp4") as out:
     stream = out.add_stream(sys.argv[2], rate=2)
     stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
@@ -212,6 +213,7 @@ def _need(corpus: Extracted, name: str) -> None:
 
 
 # ----- stage one over the corpus ----------------------------------------------------------
+@pytest.mark.slow  # the corpus of odd videos through one extraction
 def test_the_run_completes_and_counts_exactly_the_undecodable_videos(corpus):
     assert corpus.summary.failed == len(FAILING)
     assert f"({len(FAILING)} failed)" in corpus.summary.line()
@@ -220,6 +222,7 @@ def test_the_run_completes_and_counts_exactly_the_undecodable_videos(corpus):
 
 
 @pytest.mark.parametrize("name", FAILING)
+@pytest.mark.slow  # the corpus of odd videos through one extraction
 def test_an_undecodable_video_is_recorded_with_its_reason_and_masked_out(corpus, name):
     failure = corpus.failures[f"bad_{name}"]
     assert failure["stage"] == "decode"
@@ -235,6 +238,7 @@ def test_an_undecodable_video_is_recorded_with_its_reason_and_masked_out(corpus,
 
 
 @pytest.mark.parametrize("name", DECODABLE)
+@pytest.mark.slow  # the corpus of odd videos through one extraction
 def test_a_decodable_odd_video_is_encoded_not_recorded(corpus, name):
     _need(corpus, name)
     vid = f"bad_{name}"
@@ -246,6 +250,7 @@ def test_a_decodable_odd_video_is_encoded_not_recorded(corpus, name):
     assert np.isfinite(frames.astype(np.float32)).all() and np.all(frames[~mask] == 0)
 
 
+@pytest.mark.slow  # the corpus of odd videos through one extraction
 def test_the_original_videos_are_still_encoded(corpus):
     mask, frames = corpus.arrays["frame_mask/clip"], corpus.arrays["frames/clip"]
     for row, vid in enumerate(corpus.ids):
@@ -254,6 +259,7 @@ def test_the_original_videos_are_still_encoded(corpus):
             assert np.all(np.abs(frames[row][mask[row]].astype(np.float32)).sum(-1) > 0), vid
 
 
+@pytest.mark.slow  # the corpus of odd videos through one extraction
 def test_a_unicode_caption_is_kept_verbatim_and_encoded_finitely(corpus):
     (row,) = [i for i, c in enumerate(corpus.captions) if c["caption_id"] == "bad_one_frame#unicode"]
     assert corpus.captions[row]["text"] == UNICODE_CAPTION
@@ -266,6 +272,7 @@ def test_a_unicode_caption_is_kept_verbatim_and_encoded_finitely(corpus):
     assert np.isfinite(relevance).all() and relevance[0] != 0  # scored against the one valid frame
 
 
+@pytest.mark.slow  # the corpus of odd videos through one extraction
 def test_no_float_array_or_record_in_the_store_holds_nan_or_inf(corpus):
     checked = []
     for name, data in corpus.arrays.items():

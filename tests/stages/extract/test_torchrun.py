@@ -11,6 +11,8 @@ from conftest import CLI_CONFIG
 
 from teachcache.cache.store import Store
 
+pytestmark = pytest.mark.slow  # torchrun with two ranks
+
 REPO = Path(__file__).resolve().parents[3]
 TEACHERS = """
 [extract.teachers.xpool]

@@ -15,6 +15,8 @@ from conftest import CLI_CONFIG
 
 from teachcache.pipeline.cli import main
 
+pytestmark = pytest.mark.slow  # torchrun with two ranks
+
 REPO = Path(__file__).resolve().parents[3]
 
 
