@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -145,3 +148,26 @@ def test_bad_config_is_refused(change: dict, tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         generate(tmp_path, dataclasses.replace(TINY, **change), progress=False)
     assert not (tmp_path / "videos").exists()
+
+
+HEAP_FILL_WRITER = """
+import sys
+from pathlib import Path
+from teachcache.pipeline.synth import SynthConfig, plan_video, render_frames, write_mp4
+config = SynthConfig()
+for index in (4, 5, 19):  # earlier videos leave their heap behind for the next one
+    write_mp4(Path(sys.argv[1]) / f"{index}.mp4", render_frames(plan_video(config, index), config), config.fps)
+"""
+
+
+def test_the_same_video_has_the_same_bytes_whatever_the_heap_holds(tmp_path: Path) -> None:
+    """x264's AVX-512 mbtree kernels read leftover heap memory on 64-px frames (the demo's size): with
+    mbtree on, MALLOC_PERTURB_ (glibc's fill of fresh allocations) changed the bytes. Off, it does not."""
+    outputs = []
+    for fill in ("101", "204"):
+        folder = tmp_path / fill
+        folder.mkdir()
+        env = {**os.environ, "MALLOC_PERTURB_": fill}
+        subprocess.run([sys.executable, "-c", HEAP_FILL_WRITER, str(folder)], env=env, check=True, timeout=120)
+        outputs.append([(folder / f"{i}.mp4").read_bytes() for i in (4, 5, 19)])
+    assert outputs[0] == outputs[1]
