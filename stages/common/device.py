@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -38,3 +39,21 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device, threads: int = 1) -> Iterator[None]:
+    """Run the block on ``threads`` CPU threads when ``device`` is the CPU, then restore the count.
+
+    CPU kernels that split a sum over threads (LayerNorm's backward, MKL's matmul for long
+    reductions) round differently at another thread count: fitting a teacher head on one thread
+    gives the same bits whatever the machine's core count or ``OMP_NUM_THREADS``."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -85,13 +85,16 @@ def config_components(cfg: ExtractConfig) -> dict[str, Any]:
     """What the extraction config says that determines the store's content: the config part
     of the store's components (``store.json``). Torch-free and cheap, so a consumer (stage
     two, search) checks a store against its config from ``store.json`` alone. Settings that
-    change only how the work runs (paths, devices, workers, batch sizes, layout) are left out."""
+    change only how the work runs are left out (paths, devices, workers, the frame batch); the
+    shard size and the text batch stay in, since which captions share a forward pass changes
+    a text encoder's last bits (padding to the batch's longest caption)."""
     return {
         "sampling": asdict(cfg.sampling),
         "precision": cfg.precision,
         "keyframe_size": cfg.keyframe_size,
+        "shard_size": cfg.layout.shard_size,
         "frame_encoders": {name: _without_name(f, "batch_size") for name, f in cfg.frame_encoders.items()},
-        "text_encoders": {name: _without_name(t, "batch_size") for name, t in cfg.text_encoders.items()},
+        "text_encoders": {name: _without_name(t) for name, t in cfg.text_encoders.items()},
         "teachers": {name: _without_name(t) for name, t in cfg.teachers.items()},
         "denoise_teachers": list(cfg.denoise_teachers),
     }

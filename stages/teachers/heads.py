@@ -29,9 +29,12 @@ def teacher_class(config: TeacherConfig) -> type[TeacherHead]:
 
 
 def build_teacher(config: TeacherConfig, dims: dict[str, tuple[int, ...]]) -> TeacherHead:
-    """A fresh head of a registered kind, sized by the widths of the arrays it reads (seeded)."""
-    torch.manual_seed(config.seed)
-    return teacher_class(config)(config, dims)
+    """A fresh head of a registered kind, sized by the widths of the arrays it reads, initialised
+    from its own seed without touching the caller's random state (a student built after its
+    teachers still starts from ``train.seed``)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return teacher_class(config)(config, dims)
 
 
 def load_weights(head: TeacherHead, state: dict[str, torch.Tensor], source: str) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 from teachcache.cache.schema import CAPTION_ROW, CAPTIONS, DENOISE_RANK, DENOISE_SCORE, DENOISE_UNIT
 from teachcache.cache.store import ArraySpec, Store
 from teachcache.stages.common.data import store_splits
+from teachcache.stages.common.device import cpu_threads
 from teachcache.stages.extract.phases.base import Phase, PhaseResult
 from teachcache.stages.teachers.fit import ensemble_ranks, split_for
 from teachcache.stages.teachers.heads import load_teacher
@@ -35,7 +36,8 @@ class DenoisePhase(Phase):
             heads = [load_teacher(store, name).to(self.ctx.device) for name in names]
             train = split_for(store, "train", heads)
             rows = train.caption_arrays[CAPTION_ROW].numpy()
-            ranks[rows], scores[rows] = ensemble_ranks(heads, train, self.ctx.device)
+            with cpu_threads(self.ctx.device):  # the same bits at any core count
+                ranks[rows], scores[rows] = ensemble_ranks(heads, train, self.ctx.device)
         store.write(DENOISE_RANK, 0, ranks)
         store.write(DENOISE_SCORE, 0, scores)
         for shard, _, _ in todo:

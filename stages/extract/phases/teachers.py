@@ -15,6 +15,7 @@ from teachcache.cache import schema
 from teachcache.cache.schema import CAPTION_ROW, CAPTIONS, FRAMES_UNIT, VIDEO_ROW
 from teachcache.cache.store import ArraySpec, Store
 from teachcache.stages.common.data import store_splits
+from teachcache.stages.common.device import cpu_threads
 from teachcache.stages.extract.phases.base import Phase, PhaseResult
 from teachcache.stages.teachers.base import TeacherError, TeacherHead
 from teachcache.stages.teachers.fit import fit_head, split_for, teacher_metrics
@@ -35,6 +36,11 @@ class TeacherPhase(Phase):
         return specs
 
     def run(self, store: Store) -> PhaseResult:
+        """Every teacher, on one CPU thread (the same bits at any core count; see ``cpu_threads``)."""
+        with cpu_threads(self.ctx.device):
+            return self._run(store)
+
+    def _run(self, store: Store) -> PhaseResult:
         result = PhaseResult()
         if not self.ctx.cfg.teachers:
             return result

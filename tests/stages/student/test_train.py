@@ -204,3 +204,19 @@ def test_a_store_without_val_selects_on_test_only_when_asked(data_copy, tmp_path
         result = train_student(on_test, store, progress=False)
     assert result["selected_on"] == "test" and result["val"] == result["test"]
     assert "by test t2v R@1 (the test split: its numbers are optimistic" in (tmp_path / "b" / "metrics.md").read_text()
+
+
+def test_the_students_initialisation_depends_on_train_seed_alone(tiny_store):
+    """Rebuilding the teachers from the store must not reseed the student: before, a distilling
+    run's student started the same whatever train.seed (only the batch order moved)."""
+    from teachcache.stages.student.recipe import Trainer
+
+    def weights(kind, seed):
+        cfg = _train_cfg("unused", kind)
+        cfg.seed = seed
+        with Store.open(tiny_store.store) as store:
+            return Trainer.build(cfg, store, torch.device("cpu")).student.state_dict()
+
+    distilled_0, distilled_1, plain_0 = weights("teachclip", 0), weights("teachclip", 1), weights("infonce", 0)
+    assert all(torch.equal(distilled_0[k], plain_0[k]) for k in plain_0)  # the teachers leave the seed alone
+    assert not all(torch.equal(distilled_0[k], distilled_1[k]) for k in distilled_0)
