@@ -120,11 +120,14 @@ def variant_config(base: Config, name: str, seed: int) -> Config:
     return cfg
 
 
-def run_ablation(config: str | None, overrides: list[str], progress: bool = True, only: list[str] | None = None) -> tuple[list[dict], Path]:
+def run_ablation(config: str | None, overrides: list[str], progress: bool = True, only: list[str] | None = None, force: bool = False) -> tuple[list[dict], Path]:
     """Train every variant (or those named in ``only``) for every seed from the configured store;
-    write table and chart."""
+    write table and chart. Every variant is checked before any training. A variant's run that
+    exists with the same settings is resumed (a finished one is read back: it costs an
+    evaluation); with other settings it is refused unless ``force``."""
     from teachcache.pipeline.stores import open_training_store
     from teachcache.stages.student.recipe import train_student
+    from teachcache.stages.student.validate import check_against_store, check_run_dir, check_train_config
 
     base = load_config(config, overrides)
     spec = base.ablate
@@ -136,13 +139,15 @@ def run_ablation(config: str | None, overrides: list[str], progress: bool = True
     out = Path(spec.out)
     rows = []
     with open_training_store(base.extract) as store:
+        for cfg in (c for name in names for c in configs[name]):
+            check_train_config(cfg.train)
+            check_against_store(cfg.train, store)
+            check_run_dir(cfg.train, resume=True, force=force)
         for name in names:
             results = []
             for cfg in configs[name]:
-                Path(cfg.train.run_dir).mkdir(parents=True, exist_ok=True)
-                (Path(cfg.train.run_dir) / "config.toml").write_text(dump_config(cfg))
                 t0 = time.perf_counter()
-                results.append(train_student(cfg.train, store, progress=False))
+                results.append(train_student(cfg.train, store, progress=False, resume=True, force=force, record=dump_config(cfg)))
                 if progress:
                     r = results[-1]
                     print(

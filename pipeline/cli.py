@@ -161,30 +161,37 @@ def info(store: str, as_json: bool) -> None:
 @main.command()
 @config_options
 @click.option("--quiet", is_flag=True, help="no progress bars or per-epoch lines")
-@click.option("--resume", is_flag=True, help="continue a killed run from its last finished epoch")
+@click.option("--resume", is_flag=True, help="continue a killed run from its last finished epoch (the same settings)")
+@click.option("--force", is_flag=True, help="train again from scratch in a folder that already holds a run")
 @user_errors
-def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: bool) -> None:
-    """Stage two: train the student from the store only (no video, no encoder)."""
-    from teachcache.pipeline.report import card_markdown, ensure_baseline, restrict_card, teacher_card, write_card
+def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: bool, force: bool) -> None:
+    """Stage two: train the student from the store only (no video, no encoder). Every value is
+    checked first; a refused run changes nothing on disk, and a run folder is written only once
+    training starts."""
+    from teachcache.pipeline.report import baseline_config, card_markdown, ensure_baseline, restrict_card, teacher_card, write_card
     from teachcache.pipeline.stores import open_training_store
     from teachcache.stages.common.distributed import RankInfo
     from teachcache.stages.student.recipe import train_student
+    from teachcache.stages.student.validate import check_against_store, check_run_dir, check_train_config
 
     cfg = load_config(config_path, list(overrides))
     main_rank = RankInfo.from_env().is_main  # under torchrun every rank trains; rank 0 reports
+    check_train_config(cfg.train)
     with open_training_store(cfg.extract) as store:
+        check_against_store(cfg.train, store)
+        check_run_dir(cfg.train, resume, force)
         run_dir = Path(cfg.train.run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if main_rank:
-            (run_dir / "config.toml").write_text(dump_config(cfg))
         card = None
         if cfg.train.objective.kind != "infonce":  # warn before any distillation
+            check_against_store(baseline_config(cfg.train, store), store)
             card = restrict_card(teacher_card(store, ensure_baseline(cfg.train, store, progress=not quiet and main_rank)), cfg.train.objective.teachers)
             for warning in card["warnings"] if main_rank else []:
                 click.echo(f"warning: {warning['message']}", err=True)
-        result = train_student(cfg.train, store, progress=not quiet, resume=resume)
+        result = train_student(cfg.train, store, progress=not quiet, resume=resume, force=force, record=dump_config(cfg))
     if not main_rank:
         return
+    for warning in result.get("warnings", []) if quiet else []:
+        click.echo(f"warning: {warning}", err=True)
     if card is not None:
         write_card(card, run_dir)
         with open(run_dir / "metrics.md", "a") as f:
@@ -264,12 +271,14 @@ def search(queries: tuple[str, ...], run_dir: str, top_k: int, split: str | None
 @config_options
 @click.option("--quiet", is_flag=True, help="no per-run lines")
 @click.option("--only", multiple=True, metavar="NAME", help="train only these variants (repeatable)")
+@click.option("--force", is_flag=True, help="train again variants whose runs exist with other settings")
 @user_errors
-def ablate(config_path: str, overrides: tuple[str, ...], quiet: bool, only: tuple[str, ...]) -> None:
-    """Train the [ablate] variants over one store; write a table (md, csv) and a chart (png)."""
+def ablate(config_path: str, overrides: tuple[str, ...], quiet: bool, only: tuple[str, ...], force: bool) -> None:
+    """Train the [ablate] variants over one store (a variant already trained with the same
+    settings is read back); write a table (md, csv) and a chart (png)."""
     from teachcache.pipeline.ablate import run_ablation
 
-    rows, out = run_ablation(config_path, list(overrides), progress=not quiet, only=list(only))
+    rows, out = run_ablation(config_path, list(overrides), progress=not quiet, only=list(only), force=force)
     click.echo((out / "ablation.md").read_text(), nl=False)
     click.echo(f"ablate: {len(rows)} variants -> {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation.png'}")
 

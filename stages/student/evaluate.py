@@ -7,11 +7,8 @@ from typing import Any
 
 import torch
 
-from teachcache.cache.errors import ConfigError
-from teachcache.cache.store import Store
-from teachcache.stages.common.data import SplitArrays, store_splits
+from teachcache.stages.common.data import SplitArrays
 from teachcache.stages.common.metrics import retrieval_metrics
-from teachcache.stages.student.config import TrainConfig
 from teachcache.stages.student.model import Student
 
 
@@ -26,20 +23,17 @@ def evaluate(student: Student, split: SplitArrays, arrays: tuple[str, str, str],
     return retrieval_metrics((texts @ videos.T).cpu(), split.caption_video.numpy())
 
 
-def selection_split(store: Store, cfg: TrainConfig, progress: bool) -> str:
-    """The split that selects the epoch, refused with what to do when the store lacks it."""
-    splits = store_splits(store)
-    if cfg.val_split not in ("val", "test"):
-        raise ConfigError(f"train.val_split = {cfg.val_split!r}; choose val or test")
-    if cfg.val_split not in splits:
-        raise ConfigError(
-            f"store {store.path} has no {cfg.val_split!r} split to select the epoch on (it has {sorted(splits)}): "
-            "hold training videos out with `teachcache prepare --val-videos N`, or set train.val_split=test "
-            "(the published MSR-VTT 1k-A / ActivityNet protocol; test numbers are then optimistic)"
-        )
-    if cfg.val_split == "test" and progress:
-        print("note: the best epoch is selected on the test split (train.val_split = test); its test numbers are optimistic")
-    return cfg.val_split
+SMALL_SPLIT = 50  # videos below which a split's R@1 moves in steps too coarse to select an epoch by
+
+
+def selection_warnings(split: SplitArrays, name: str) -> list[str]:
+    """Warnings about the split that selects the epoch (too small to mean much)."""
+    if split.num_videos >= SMALL_SPLIT:
+        return []
+    return [
+        f"the {name} split that selects the epoch has {split.num_videos} videos: its t2v R@1 moves in steps of "
+        f"{100 / max(1, split.num_captions):.0f} points and says little; hold more videos out (`teachcache prepare --val-videos N`)"
+    ]
 
 
 def metrics_table(result: dict[str, Any]) -> str:
@@ -53,4 +47,5 @@ def metrics_table(result: dict[str, Any]) -> str:
     note = "v2t with several captions per video takes each video's best caption (optimistic at R@5/R@10)."
     selected = result.get("selected_on", "val")
     caveat = " (the test split: its numbers are optimistic)" if selected == "test" else ""
-    return f"best epoch {result['best_epoch']} (by {selected} t2v R@1{caveat}; the 'val' rows are that split)\n\n" + "\n".join(lines) + f"\n\n{note}\n"
+    warnings = "".join(f"\nwarning: {w}\n" for w in result.get("warnings", []))
+    return f"best epoch {result['best_epoch']} (by {selected} t2v R@1{caveat}; the 'val' rows are that split)\n\n" + "\n".join(lines) + f"\n\n{note}\n" + warnings

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,21 +26,20 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from teachcache.cache import schema
-from teachcache.cache.errors import ConfigError, NumericalError
+from teachcache.cache.errors import NumericalError
 from teachcache.cache.schema import VIDEOS
 from teachcache.cache.store import Store
 from teachcache.stages.common.data import Batch, RamLoader, ShardLoader, load_split
 from teachcache.stages.common.device import resolve_device
 from teachcache.stages.common.distributed import RankInfo, gather_rows, rank_sizes, start_process_group
-from teachcache.stages.student.config import TrainConfig, results_config
+from teachcache.stages.student.config import TrainConfig
 from teachcache.stages.student.denoise import denoised_rows
-from teachcache.stages.student.evaluate import evaluate, metrics_table, selection_split
+from teachcache.stages.student.evaluate import evaluate, metrics_table, selection_warnings
 from teachcache.stages.student.model import Student
 from teachcache.stages.student.objectives import OBJECTIVES
 from teachcache.stages.student.objectives.bank import TeacherBank
 from teachcache.stages.student.objectives.base import Objective, StepOutputs
-
-LOADERS = ("ram", "stream")
+from teachcache.stages.student.validate import check_against_store, check_run_dir, check_train_config, clear_run_dir
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -202,8 +202,8 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 class TrainingRecipe:
     """One student run over a store, step by step (see the module's docstring)."""
 
-    def __init__(self, cfg: TrainConfig, store: Store, device: torch.device, rank: RankInfo, progress: bool = True):
-        self.cfg, self.store, self.device, self.rank, self.progress = cfg, store, device, rank, progress
+    def __init__(self, cfg: TrainConfig, store: Store, device: torch.device, rank: RankInfo, progress: bool = True, record: str | None = None):
+        self.cfg, self.store, self.device, self.rank, self.progress, self.record = cfg, store, device, rank, progress, record
         self.run_dir = Path(cfg.run_dir)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"epoch": -1, "val_t2v_R1": -1.0}
@@ -211,13 +211,15 @@ class TrainingRecipe:
         self.started = time.perf_counter()
 
     # ----- setup --------------------------------------------------------------------------
-    def setup(self) -> None:
-        """The student, teachers and optimiser (seeded), then the data: the training split
-        (maybe denoised), the selection and test splits; then the schedule over its steps."""
+    def setup(self, resume: bool = False, force: bool = False) -> None:
+        """Checks first (every value, the store, the run folder: a refused run writes nothing),
+        then the student, teachers and optimiser (seeded), the data (the training split, maybe
+        denoised; the selection and test splits) and the schedule over its steps. The run folder
+        and its record (``config.toml``) are written last, once training can start."""
         cfg, store = self.cfg, self.store
-        if cfg.loader not in LOADERS:
-            raise ConfigError(f"train.loader = {cfg.loader!r}; choose one of {LOADERS}")
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        check_train_config(cfg)
+        check_against_store(cfg, store)
+        self.state = check_run_dir(cfg, resume, force)
         self.trainer = trainer = Trainer.build(cfg, store, self.device, rank=self.rank)
         if trainer.needs_relevance():
             trainer.bank.check_relevance(store, cfg.frames)
@@ -234,9 +236,24 @@ class TrainingRecipe:
             kinds = {a.name: a.rows for a in store.arrays}
             video_names = [n for n in train_arrays if kinds.get(n) == VIDEOS]
             self.loader = ShardLoader(store, self.train, rows, video_names, cfg.batch_size, cfg.buffer_shards)
-        self.val, self.test = (load_split(store, split, list(trainer.arrays)) for split in (selection_split(store, cfg, self.progress), "test"))
+        self.val, self.test = (load_split(store, split, list(trainer.arrays)) for split in (cfg.val_split, "test"))
+        if cfg.val_split == "test" and self.progress:
+            print("note: the best epoch is selected on the test split (train.val_split = test); its test numbers are optimistic")
+        self.warnings = selection_warnings(self.val, cfg.val_split)
+        for warning in self.warnings if self.progress else []:
+            print(f"warning: {warning}", file=sys.stderr)
         trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, warmup_cosine(cfg.epochs * len(self.loader), cfg.warmup))
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self._open_run_dir(starting_over=force and self.state != "new")
+
+    def _open_run_dir(self, starting_over: bool) -> None:
+        if not self.rank.is_main:
+            return
+        if starting_over:
+            clear_run_dir(self.run_dir)
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if self.record is not None:
+            (self.run_dir / "config.toml").write_text(self.record)
 
     # ----- resume -------------------------------------------------------------------------
     def resume(self) -> None:
@@ -244,9 +261,7 @@ class TrainingRecipe:
         state_path = self.run_dir / "last.pt"
         if not state_path.exists():
             return
-        state = torch.load(state_path, weights_only=False)
-        if results_config(state["config"]) != results_config(asdict(self.cfg)):
-            raise ConfigError(f"--resume: {self.run_dir} was started with another [train] config; use a new run_dir or the same config")
+        state = torch.load(state_path, weights_only=False)  # its settings were compared by check_run_dir
         t = self.trainer
         t.student.load_state_dict(state["student"])
         t.optimizer.load_state_dict(state["optimizer"])
@@ -322,6 +337,7 @@ class TrainingRecipe:
             "denoise": self.denoise,
             "teachers": list(t.bank.heads),
             "selected_on": cfg.val_split,
+            "warnings": self.warnings,
             "store_fingerprint": self.store.fingerprint,
             "config": asdict(cfg),
         }
@@ -330,8 +346,8 @@ class TrainingRecipe:
             (self.run_dir / "metrics.md").write_text(metrics_table(result))
         return result
 
-    def run(self, resume: bool = False) -> dict[str, Any]:
-        self.setup()
+    def run(self, resume: bool = False, force: bool = False) -> dict[str, Any]:
+        self.setup(resume, force)
         if resume:
             self.resume()
         for epoch in range(self.first_epoch, self.cfg.epochs):
@@ -342,17 +358,19 @@ class TrainingRecipe:
         return self.finish()
 
 
-def train_student(cfg: TrainConfig, store: Store, progress: bool = True, resume: bool = False) -> dict[str, Any]:
+def train_student(cfg: TrainConfig, store: Store, progress: bool = True, resume: bool = False, force: bool = False, record: str | None = None) -> dict[str, Any]:
     """Train, select the best epoch on validation t2v R@1, evaluate it on test; return the metrics.
     Teachers are rebuilt from the store. ``resume`` continues from the last finished epoch of
-    ``cfg.run_dir`` (same result as an uninterrupted run). Under torchrun: DDP over the ranks,
-    ``batch_size`` is the global batch; rank 0 writes the files."""
+    ``cfg.run_dir`` (same result as an uninterrupted run); a folder holding a run is refused
+    otherwise, unless ``force`` (start over). ``record`` (the resolved config as text) is kept
+    as ``config.toml`` once training starts. Under torchrun: DDP over the ranks, ``batch_size``
+    is the global batch; rank 0 writes the files."""
     torch.manual_seed(cfg.seed)
     rank = RankInfo.from_env()
     device = resolve_device(rank.device_name(cfg.device))
     own_group = start_process_group(rank, device)
     try:
-        return TrainingRecipe(cfg, store, device, rank, progress and rank.is_main).run(resume)
+        return TrainingRecipe(cfg, store, device, rank, progress and rank.is_main, record).run(resume, force)
     finally:
         if own_group:
             torch.distributed.destroy_process_group()

@@ -44,3 +44,17 @@ def test_only_trains_the_named_variants(cli_config, tmp_path):
     assert [r["variant"] for r in rows] == ["teachclip"] and not (tmp_path / "ablation" / "infonce").exists()
     bad = CliRunner().invoke(main, ["ablate", "--quiet", "--config", str(cli_config), "--only", "nope"])
     assert bad.exit_code == 2 and "--only names ['nope']" in bad.output
+
+
+def test_a_second_ablation_reads_finished_variants_back_and_refuses_changed_ones(cli_config, tmp_path):
+    args = ["ablate", "--quiet", "--config", str(cli_config), "--set", "ablate.seeds=[0]"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    weights = (tmp_path / "ablation" / "infonce" / "seed0" / "best.safetensors").read_bytes()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and again.output == first.output  # the same table, from the finished runs
+    assert (tmp_path / "ablation" / "infonce" / "seed0" / "best.safetensors").read_bytes() == weights
+    changed = CliRunner().invoke(main, [*args, "--set", "ablate.shared.train.lr=0.01"])
+    assert changed.exit_code == 2 and "lr: 0.0001 vs 0.01" in changed.output
+    forced = CliRunner().invoke(main, [*args, "--set", "ablate.shared.train.lr=0.01", "--force"])
+    assert forced.exit_code == 0, forced.output

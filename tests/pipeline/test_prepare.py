@@ -40,7 +40,7 @@ def test_real_msrvtt_sample_reports_998_missing_and_stage_one_runs_on_the_2_pres
         assert store.read("frame_mask/clip").sum(axis=1).tolist() == [11, 12]  # 11 s and 14 s: a frame per second, at most 12
         assert store.videos().column("video_id").to_pylist() == ["video9770", "video9771"]
     trained = runner.invoke(main, ["train", "--quiet", "--config", str(config), "--set", f"train.run_dir={tmp_path / 'run'}"])
-    assert trained.exit_code == 2 and "no videos in split 'train'" in trained.output
+    assert trained.exit_code == 2 and "has no train split (it has ['test'])" in trained.output
 
 
 def test_frame_folders_go_through_stage_one(tmp_path):
