@@ -82,17 +82,18 @@ def _dataset_config(dataset: str | None) -> str:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="where the manifests go (default: extract.data)")
 @click.option("--variant", default=None, help="msrvtt: 9k | 7k | full; vatex: folder of the split lists")
 @click.option("--file", "custom_file", default=None, help="custom: the CSV or JSONL file under --root")
+@click.option("--split", "custom_split", default=None, help="custom: the split (train, val, test) of rows that give none, e.g. a CSV without a split column")
 @click.option("--splits", default=None, help="comma-separated splits to prepare, e.g. test")
 @click.option("--val-videos", type=int, default=None, help="hold out this many training videos as the val split")
 @click.option("--config", "config_path", default=None, help="a TOML config file or a shipped config's name (default: the data set's own, else demo)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config field, e.g. prepare.paragraphs=joined")
 @user_errors
-def prepare(dataset, root, videos, out, variant, custom_file, splits, val_videos, config_path, overrides) -> None:
+def prepare(dataset, root, videos, out, variant, custom_file, custom_split, splits, val_videos, config_path, overrides) -> None:
     """Read a benchmark's official annotations and write the manifests stage one reads;
     videos that are not found are counted and listed (missing.txt), not fatal."""
     from teachcache.pipeline.prepare import prepare as run_prepare
 
-    flags = {"dataset": dataset, "root": root, "videos": videos, "variant": variant, "file": custom_file, "val_videos": val_videos}
+    flags = {"dataset": dataset, "root": root, "videos": videos, "variant": variant, "file": custom_file, "split": custom_split, "val_videos": val_videos}
     extra = [f"prepare.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     if splits is not None:
         extra.append(f"prepare.splits={json.dumps([s.strip() for s in splits.split(',') if s.strip()])}")

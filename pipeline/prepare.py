@@ -37,6 +37,7 @@ class PrepareConfig:
     videos: str = opt("", 'folder holding the video files or frame folders, searched recursively ("" = root)')
     variant: str = opt("", 'msrvtt: 9k | 7k | full ("" = 9k); vatex: the split lists\' folder ("" = root)')
     file: str = opt("", 'custom: the CSV or JSONL file, relative to root ("" = captions.csv or captions.jsonl)')
+    split: str = opt("", 'custom: the split of rows that give none (a file without a split column); "" = every row needs one')
     splits: list[str] = opt(list(SPLITS), "splits to prepare (one the benchmark lacks is skipped)")
     paragraphs: str = opt("auto", "auto (the benchmark's protocol: DiDeMo and ActivityNet join a video's captions) | joined | sentences")
     val_videos: int = opt(0, "hold out this many training videos as the val split (for benchmarks without one: MSR-VTT, ActivityNet)")

@@ -1,7 +1,8 @@
 """A custom data set: one CSV or JSONL file of (video, caption, split) rows.
 
 Columns (JSONL: keys): ``video`` (path of a video file or of a folder of JPEG/PNG frames,
-relative to the video folder), ``caption``, ``split`` (train, val or test); optional
+relative to the video folder), ``caption``, ``split`` (train, val or test; a file without
+the column takes ``prepare.split``, ``--split``, for every row); optional
 ``video_id`` (default: the path without its extension), ``start`` and ``end`` (window in
 seconds) and ``fps`` (a frame folder's frame rate). A video with several captions has
 one row per caption; its other columns must agree between rows.
@@ -23,7 +24,13 @@ DEFAULT_FILES = ("captions.csv", "captions.jsonl")
 REQUIRED = ("video", "caption", "split")
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
+def _rows(path: Path, split: str) -> list[dict[str, Any]]:
+    """The file's rows; with ``split``, rows without a split take it (the column may be absent)."""
+    rows = _read_rows(path, REQUIRED[:2] if split else REQUIRED)
+    return [{**row, "split": row.get("split") or split} for row in rows] if split else rows
+
+
+def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
     if path.suffix.lower() == ".jsonl":
         rows = []
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -32,13 +39,20 @@ def _rows(path: Path) -> list[dict[str, Any]]:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise AnnotationError(f"{path} line {n}: not valid JSON ({exc})") from exc
-        missing = sorted({k for r in rows for k in REQUIRED if k not in r})
+        missing = sorted({k for r in rows for k in required if k not in r})
         if missing:
-            raise AnnotationError(f"{path}: some lines lack {missing}; each line needs {list(REQUIRED)}")
+            raise AnnotationError(f"{path}: some lines lack {missing}; each line needs {list(required)}{_split_hint(missing)}")
         return rows
     if path.suffix.lower() == ".csv":
-        return read_table(path, REQUIRED)
+        try:
+            return read_table(path, required)
+        except AnnotationError as exc:
+            raise AnnotationError(f"{exc}{_split_hint(['split'] if 'split' in str(exc) else [])}") from None
     raise AnnotationError(f"{path}: a custom data set is a .csv or .jsonl file")
+
+
+def _split_hint(missing: list[str]) -> str:
+    return "; give every row one split with --split (train, val or test)" if "split" in missing else ""
 
 
 def _number(row: dict, key: str, where: str) -> float | None:
@@ -71,7 +85,9 @@ def read(root: Path, cfg: PrepareConfig) -> Annotations:
         raise AnnotationError(f"no {' or '.join(candidates)} under {root}; set prepare.file (--file) to the CSV or JSONL file")
     out = Annotations()
     videos: dict[str, AnnotatedVideo] = {}
-    for i, row in enumerate(_rows(path)):
+    if cfg.split and cfg.split not in SPLITS:
+        raise AnnotationError(f"prepare.split = {cfg.split!r}; choose one of {list(SPLITS)}")
+    for i, row in enumerate(_rows(path, cfg.split)):
         where = f"{path.name} row {i + 1}"
         video = _video(row, where)
         known = videos.get(video.video_id)

@@ -10,7 +10,9 @@ rank's markers are there.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -18,13 +20,16 @@ import pyarrow as pa
 
 from teachcache.cache.errors import ConfigError, TeachcacheError
 from teachcache.cache.fingerprint import fingerprint
+from teachcache.cache.location import Location
+from teachcache.cache.lock import LOCK_FILE
 from teachcache.cache.manifest import Manifest, read_manifest
-from teachcache.cache.store import ArraySpec, Store
+from teachcache.cache.store import ArraySpec, Store, StoreError
 from teachcache.stages.common.device import autocast_dtype, resolve_device
 from teachcache.stages.common.distributed import RankInfo
-from teachcache.stages.extract.components import store_components
+from teachcache.stages.extract.components import frame_spec, store_components, text_spec
 from teachcache.stages.extract.config import ExtractConfig
 from teachcache.stages.extract.encoders import TEXT_ENCODERS
+from teachcache.stages.extract.encoders.open_clip import FrameEncoder
 from teachcache.stages.extract.phases import PHASES, PhaseContext
 from teachcache.stages.extract.phases.base import Encoders
 from teachcache.stages.extract.scheduler import ShardScheduler
@@ -149,12 +154,14 @@ class Extractor:
         start = time.perf_counter()
         if self.rank.world > 1:
             self._check_multi_rank(force)
+        if force or not self._already_complete():
+            self.check_models()  # before any folder or lock: an unavailable model leaves nothing behind
         if not self.rank.is_main:
             with self.scheduler.join(self.fingerprint) as store:
                 summary = self._run_phases(store)
                 summary.failed = len(store.failures())
         else:
-            with self.scheduler.lock(), self.open_store(force) as store:
+            with removed_if_left_empty(self.cfg.store), self.scheduler.lock(), self.open_store(force) as store:
                 summary = self._run_phases(store)
                 self.scheduler.wait(lambda: not store.missing_work(), "every rank's shards")
                 store.finalize()
@@ -163,6 +170,23 @@ class Extractor:
         if strict and summary.failed:
             raise ExtractionFailures(f"{summary.failed} videos failed (see `teachcache info {summary.store}`); --strict makes that an error")
         return summary
+
+    def check_models(self) -> None:
+        """Refuse, without loading them, models whose weights cannot be had (offline: at once)."""
+        for f in self.cfg.frame_encoders.values():
+            FrameEncoder.check_available(frame_spec(f))
+        for t in self.cfg.text_encoders.values():
+            TEXT_ENCODERS.get(t.kind).check_available(text_spec(t))
+
+    def _already_complete(self) -> bool:
+        """A finished store of this fingerprint: the run has nothing to do (and loads nothing)."""
+        if not Store.exists(self.cfg.store):
+            return False
+        try:
+            with Store.open(self.cfg.store, require_complete=False) as store:
+                return store.complete and store.fingerprint == self.fingerprint
+        except StoreError:
+            return False
 
     def _check_multi_rank(self, force: bool) -> None:
         if self.cfg.layout.backend != "zarr":
@@ -179,6 +203,19 @@ class Extractor:
             summary.shards_skipped += result.skipped
             summary.phase_seconds[phase.name] = time.perf_counter() - t0
         return summary
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(store_path: str) -> Iterator[None]:
+    """Remove the store's folder if this run created it and a failure left it with no store in it."""
+    location = Location(store_path)
+    existed = location.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and not Store.exists(location) and all(name == LOCK_FILE for name in location.names()):
+            location.rmtree()
+        raise
 
 
 def run_extraction(cfg: ExtractConfig, force: bool = False, strict: bool = False, progress: bool = True) -> ExtractionSummary:

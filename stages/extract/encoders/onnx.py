@@ -65,6 +65,12 @@ class OnnxText(TextEncoder):
         return np.concatenate(parts) if parts else np.zeros((0, getattr(self, "dim", 0)), np.float32)
 
     @classmethod
+    def check_available(cls, spec: ModelSpec) -> None:
+        resolve_onnx_model(spec.model)
+        if spec.tokenizer and not Path(spec.tokenizer).is_file():
+            raise InputMissing(f"onnx text encoder {spec.model!r}: tokenizer file {spec.tokenizer} not found")
+
+    @classmethod
     def weights_identity(cls, spec: ModelSpec) -> str:
         tokenizer = f";tokenizer=sha256:{hash_path(Path(spec.tokenizer))}" if spec.tokenizer else ""
         if spec.model in ONNX_ALIASES:

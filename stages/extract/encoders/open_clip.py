@@ -4,6 +4,7 @@ encoder kind (the end-of-text token after the projection, not normalised)."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from teachcache.cache.errors import ConfigError, ModelUnavailable
+from teachcache.cache.errors import ConfigError, InputMissing, ModelUnavailable
 from teachcache.stages.common.device import autocast
 from teachcache.stages.extract.decode import GeometrySpec
-from teachcache.stages.extract.encoders.base import ModelSpec, TextEncoder, hash_path, pad_tokens
+from teachcache.stages.extract.encoders.base import ModelSpec, TextEncoder, hash_path, hub_cached, pad_tokens, quiet_loading, require_hub
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 
@@ -54,6 +57,36 @@ def open_clip_identity(spec: ModelSpec) -> dict[str, Any]:
     }
 
 
+def open_clip_available(spec: ModelSpec) -> None:
+    """Refuse, without loading anything, an architecture open_clip does not know, a checkpoint
+    file that is not there, an unknown tag, or a tag whose weights are neither cached nor
+    downloadable now (offline: at once, without the hub client's retries)."""
+    import open_clip
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    register_model_configs()
+    if spec.model not in open_clip.list_models():
+        raise ConfigError(f"unknown open_clip model {spec.model!r}; see open_clip.list_models() or add a config json")
+    if not spec.pretrained or Path(spec.pretrained).exists():
+        return
+    if "/" in spec.pretrained or spec.pretrained.endswith(CHECKPOINT_SUFFIXES):
+        raise InputMissing(f"open_clip {spec.model!r}: checkpoint file {spec.pretrained} not found")
+    cfg = open_clip.get_pretrained_cfg(spec.model, spec.pretrained)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(spec.model)
+        raise ConfigError(f"open_clip {spec.model!r} has no pretrained tag {spec.pretrained!r} (it has {tags}); or give a local checkpoint file")
+    hf_hub = str(cfg.get("hf_hub", ""))  # "org/repo/" or "org/repo/file.bin", as open_clip reads it
+    repo, filename = os.path.split(hf_hub)
+    cached = bool(repo) and hub_cached(repo, (filename,) if filename else (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME))
+    url = str(cfg.get("url", ""))
+    cached = cached or (bool(url) and (Path("~/.cache/clip").expanduser() / os.path.basename(url)).is_file())
+    require_hub(
+        f"open_clip {spec.model!r} with pretrained={spec.pretrained!r}",
+        cached,
+        'give a local checkpoint file (pretrained = "/path/to/weights.pt"), or pretrained = "" for seeded random weights',
+    )
+
+
 @lru_cache(maxsize=8)
 def load_open_clip(model: str, pretrained: str, seed: int, device: str) -> tuple[Any, dict[str, Any]]:
     """Create (once per process) an open_clip model in eval mode and its preprocess config."""
@@ -64,7 +97,8 @@ def load_open_clip(model: str, pretrained: str, seed: int, device: str) -> tuple
         raise ConfigError(f"unknown open_clip model {model!r}; see open_clip.list_models() or add a config json")
     torch.manual_seed(seed)
     try:
-        clip = open_clip.create_model(model, pretrained=pretrained or None, device=device)
+        with quiet_loading():
+            clip = open_clip.create_model(model, pretrained=pretrained or None, device=device)
     except RuntimeError as exc:
         raise ModelUnavailable(
             f"could not load open_clip {model!r} with pretrained={pretrained!r}: {exc}. "
@@ -75,6 +109,8 @@ def load_open_clip(model: str, pretrained: str, seed: int, device: str) -> tuple
 
 class FrameEncoder:
     """An open_clip image tower: uint8 frames in, projected (unnormalised) features out."""
+
+    check_available = staticmethod(open_clip_available)
 
     def __init__(self, spec: ModelSpec, device: torch.device, precision: str = "auto", batch_size: int = 256):
         self.spec, self.device, self.precision, self.batch_size = spec, device, precision, batch_size
@@ -124,6 +160,10 @@ class OpenClipText(TextEncoder):
     @classmethod
     def weights_identity(cls, spec: ModelSpec) -> dict[str, Any]:
         return open_clip_identity(spec)
+
+    @classmethod
+    def check_available(cls, spec: ModelSpec) -> None:
+        open_clip_available(spec)
 
     def tokenizer(self, texts: list[str]) -> torch.Tensor:
         """Token ids at the model's context length; with ``max_words`` the caption is cut to that

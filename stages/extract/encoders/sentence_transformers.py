@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from teachcache.stages.common.device import autocast
-from teachcache.stages.extract.encoders.base import ModelSpec, TextEncoder, pad_tokens, resolve_text_model_path
+from teachcache.stages.extract.encoders.base import ModelSpec, TextEncoder, pad_tokens, quiet_loading, resolve_text_model_path
 
 
 class SentenceTransformersText(TextEncoder):
@@ -19,7 +19,8 @@ class SentenceTransformersText(TextEncoder):
     def __init__(self, spec: ModelSpec, device: torch.device, precision: str, batch_size: int):
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(resolve_text_model_path(spec.model), device=str(device))
+        with quiet_loading():
+            self.model = SentenceTransformer(resolve_text_model_path(spec.model), device=str(device))
         self.model.eval()
         if spec.max_words:
             self.model.max_seq_length = spec.max_words

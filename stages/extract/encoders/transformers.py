@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from teachcache.stages.common.device import autocast
-from teachcache.stages.extract.encoders.base import ModelSpec, TextEncoder, resolve_text_model_path
+from teachcache.stages.extract.encoders.base import ModelSpec, TextEncoder, quiet_loading, resolve_text_model_path
 
 
 class TransformersText(TextEncoder):
@@ -20,8 +20,9 @@ class TransformersText(TextEncoder):
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_text_model_path(spec.model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).to(device).eval()
+        with quiet_loading():
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path).to(device).eval()
         self.max_length = spec.max_words or None
         self.device, self.precision, self.batch_size = device, precision, batch_size
         self.dim = int(self.model.config.hidden_size)
