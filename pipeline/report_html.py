@@ -34,6 +34,7 @@ def _metrics_section(metrics: dict) -> str:
     if metrics.get("denoise"):
         d = metrics["denoise"]
         notes.append(f"denoised: top_k {d['top_k']} dropped {d['captions_dropped']} captions and {d['videos_dropped']} videos")
+    notes.extend(f"warning: {escape(w)}" for w in metrics.get("warnings", []))
     teachers = ", ".join(metrics.get("teachers") or []) or "none"
     timing = f"{metrics['epoch_seconds']:.1f} s/epoch, teachers rebuilt in {metrics.get('teacher_ms_per_step', 0.0):.1f} ms/step ({escape(teachers)})"
     return "<h2>Retrieval</h2>" + table(("split", "direction", *METRICS), rows) + "".join(f"<p class='note'>{n}</p>" for n in [*notes, timing])

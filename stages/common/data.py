@@ -36,6 +36,7 @@ class SplitArrays:
     caption_video: torch.Tensor  # [T] row of each caption's video in this split
     caption_arrays: dict[str, torch.Tensor] = field(default_factory=dict)  # "text/x", "relevance/y" -> [T, ...]
     video_arrays: dict[str, torch.Tensor] = field(default_factory=dict)  # "frames/x", "frame_mask/x" -> [V, ...]
+    left_out: dict[str, int] = field(default_factory=dict)  # {"videos": n, "captions": m}: failed in stage one, not here
 
     @property
     def num_captions(self) -> int:
@@ -62,6 +63,8 @@ class SplitRows:
     video_rows: np.ndarray  # store rows of the split's videos
     caption_rows: np.ndarray  # store rows of their captions
     caption_video: np.ndarray  # per caption, its video's position in video_rows
+    failed_videos: int = 0  # videos of the split left out because stage one recorded a failure for them
+    failed_captions: int = 0  # and their captions
 
 
 def _require(store: Store, names: list[str]) -> None:
@@ -79,13 +82,21 @@ def store_splits(store: Store) -> set[str]:
 
 
 def split_rows(store: Store, split: str) -> SplitRows:
-    """Rows of one split (train / val / test); refuses a split with no video."""
+    """Rows of one split (train / val / test), without the videos stage one recorded as failed
+    (they have no frames) and their captions, counted; refuses a split with no video."""
     videos, captions = store.videos(), store.captions()
-    video_rows = np.flatnonzero(np.array(videos.column("split").to_pylist()) == split)
-    if len(video_rows) == 0:
+    in_split = np.array(videos.column("split").to_pylist()) == split
+    if not in_split.any():
         raise ConfigError(f"store {store.path} has no videos in split {split!r}")
+    failed = np.isin(np.array(videos.column("video_id").to_pylist()), np.array(store.failures().column("video_id").to_pylist(), dtype=object))
+    video_rows = np.flatnonzero(in_split & ~failed)
+    if len(video_rows) == 0:
+        raise ConfigError(f"every video of split {split!r} in store {store.path} failed in stage one; see `teachcache info {store.path}`")
     video_index = captions.column("video_index").to_numpy()
-    return _rows_for(video_rows, np.flatnonzero(np.isin(video_index, video_rows)), video_index, videos.num_rows)
+    rows = _rows_for(video_rows, np.flatnonzero(np.isin(video_index, video_rows)), video_index, videos.num_rows)
+    rows.failed_videos = int((in_split & failed).sum())
+    rows.failed_captions = int(np.isin(video_index, np.flatnonzero(in_split & failed)).sum())
+    return rows
 
 
 def _rows_for(video_rows: np.ndarray, caption_rows: np.ndarray, video_index: np.ndarray, num_videos: int) -> SplitRows:
@@ -100,7 +111,9 @@ def keep_captions(store: Store, rows: SplitRows, keep: np.ndarray) -> SplitRows:
     caption_rows = rows.caption_rows[keep]
     video_index = store.captions().column("video_index").to_numpy()
     video_rows = rows.video_rows[np.isin(rows.video_rows, video_index[caption_rows])]
-    return _rows_for(video_rows, caption_rows, video_index, store.num_rows(VIDEOS))
+    kept = _rows_for(video_rows, caption_rows, video_index, store.num_rows(VIDEOS))
+    kept.failed_videos, kept.failed_captions = rows.failed_videos, rows.failed_captions
+    return kept
 
 
 def load_split(store: Store, split: str, arrays: list[str], stream_videos: bool = False, rows: SplitRows | None = None) -> SplitArrays:
@@ -115,6 +128,7 @@ def load_split(store: Store, split: str, arrays: list[str], stream_videos: bool 
         caption_ids=[captions.column("caption_id")[int(i)].as_py() for i in rows.caption_rows],
         video_ids=[videos.column("video_id")[int(i)].as_py() for i in rows.video_rows],
         caption_video=torch.from_numpy(rows.caption_video),
+        left_out={"videos": rows.failed_videos, "captions": rows.failed_captions},
     )
     out.caption_arrays[CAPTION_ROW] = torch.from_numpy(rows.caption_rows.astype(np.int64))
     out.video_arrays[VIDEO_ROW] = torch.from_numpy(rows.video_rows.astype(np.int64))

@@ -23,6 +23,16 @@ def evaluate(student: Student, split: SplitArrays, arrays: tuple[str, str, str],
     return retrieval_metrics((texts @ videos.T).cpu(), split.caption_video.numpy())
 
 
+def left_out_warnings(splits: dict[str, SplitArrays]) -> list[str]:
+    """What failed videos take away from each split, for a reader comparing with published numbers."""
+    return [
+        f"{split.left_out['videos']} videos of {name} failed in stage one and are left out with their {split.left_out['captions']} captions"
+        + (": its metrics are over the rest" if name != "train" else "")
+        for name, split in splits.items()
+        if split.left_out.get("videos")
+    ]
+
+
 SMALL_SPLIT = 50  # videos below which a split's R@1 moves in steps too coarse to select an epoch by
 
 

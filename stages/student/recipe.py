@@ -34,7 +34,7 @@ from teachcache.stages.common.device import resolve_device
 from teachcache.stages.common.distributed import RankInfo, gather_rows, rank_sizes, start_process_group
 from teachcache.stages.student.config import TrainConfig
 from teachcache.stages.student.denoise import denoised_rows
-from teachcache.stages.student.evaluate import evaluate, metrics_table, selection_warnings
+from teachcache.stages.student.evaluate import evaluate, left_out_warnings, metrics_table, selection_warnings
 from teachcache.stages.student.model import Student
 from teachcache.stages.student.objectives import OBJECTIVES
 from teachcache.stages.student.objectives.bank import TeacherBank
@@ -239,7 +239,7 @@ class TrainingRecipe:
         self.val, self.test = (load_split(store, split, list(trainer.arrays)) for split in (cfg.val_split, "test"))
         if cfg.val_split == "test" and self.progress:
             print("note: the best epoch is selected on the test split (train.val_split = test); its test numbers are optimistic")
-        self.warnings = selection_warnings(self.val, cfg.val_split)
+        self.warnings = selection_warnings(self.val, cfg.val_split) + left_out_warnings({"train": self.train, cfg.val_split: self.val, "test": self.test})
         for warning in self.warnings if self.progress else []:
             print(f"warning: {warning}", file=sys.stderr)
         trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, warmup_cosine(cfg.epochs * len(self.loader), cfg.warmup))
@@ -338,6 +338,7 @@ class TrainingRecipe:
             "teachers": list(t.bank.heads),
             "selected_on": cfg.val_split,
             "warnings": self.warnings,
+            "left_out": {name: split.left_out for name, split in (("train", self.train), (cfg.val_split, self.val), ("test", self.test)) if split.left_out.get("videos")},
             "store_fingerprint": self.store.fingerprint,
             "config": asdict(cfg),
         }

@@ -189,6 +189,7 @@ def quiet_loading() -> Iterator[None]:
         if bars:
             transformers_logging.enable_progress_bar()
 
+
 def package_available(module: str) -> None:
     """Refuse a text encoder whose offline package is not installed."""
     if importlib.util.find_spec(module) is None:

@@ -220,3 +220,24 @@ def test_the_students_initialisation_depends_on_train_seed_alone(tiny_store):
     distilled_0, distilled_1, plain_0 = weights("teachclip", 0), weights("teachclip", 1), weights("infonce", 0)
     assert all(torch.equal(distilled_0[k], plain_0[k]) for k in plain_0)  # the teachers leave the seed alone
     assert not all(torch.equal(distilled_0[k], distilled_1[k]) for k in distilled_0)
+
+
+def test_failed_videos_are_left_out_of_training_and_evaluation_and_counted(data_copy, tmp_path):
+    """A video that failed to decode has no frames: it must not train (as zeros) nor count in the
+    metrics (its captions would rank a blank video); how many were left out is recorded (issue 15, item 5)."""
+    from teachcache.cache.manifest import read_manifest
+
+    manifest = read_manifest(data_copy)
+    splits = dict(zip(manifest.video_ids, manifest.videos.column("split").to_pylist()))
+    broken = [next(v for v, s in splits.items() if s == "train"), next(v for v, s in splits.items() if s == "test")]
+    for vid, path in zip(manifest.video_ids, manifest.video_paths()):
+        if vid in broken:
+            path.write_bytes(b"not a video")
+    cfg = tiny_extract_config(data_copy, tmp_path / "store")
+    run_extraction(cfg, progress=False)
+    with Store.open(cfg.store) as store:
+        result = train_student(_train_cfg(tmp_path / "run", "teachclip"), store, progress=False)
+        test = load_split(store, "test", ["frames/clip"])
+    assert result["left_out"] == {"train": {"videos": 1, "captions": 2}, "test": {"videos": 1, "captions": 2}}
+    assert broken[1] not in test.video_ids and len(test.video_ids) == 1 and test.num_captions == 2
+    assert "1 videos of test failed in stage one and are left out with their 2 captions" in (tmp_path / "run" / "metrics.md").read_text()
