@@ -88,6 +88,36 @@ def topk_score(teacher: str) -> str:
     return f"topk_score/{teacher}"
 
 
+# ----- dimension names (xarray, dask and other readers see named axes) ----------------------------
+ROW_AXIS = {VIDEOS: "video", CAPTIONS: "caption"}
+TAIL_AXES = {  # per array family, the axes after the row axis
+    "frames": ("frame", "dim"),
+    "frame_mask": ("frame",),
+    "text": ("dim",),
+    "tokens": ("word", "dim"),
+    "token_mask": ("word",),
+    "relevance": ("frame",),
+    "bank": ("slot", "dim"),
+    "bank_rows": ("slot",),
+    "scores": ("video",),
+    "topk_video": ("rank",),
+    "topk_score": ("rank",),
+    KEYFRAMES: ("y", "x", "rgb"),
+}
+SHARED_AXES = {"video", "caption", "frame", "y", "x", "rgb"}  # one size in a whole store; the others are per owner
+
+
+def dimension_names(name: str, rows: str, tail_len: int) -> tuple[str, ...]:
+    """Named axes of an array, e.g. ``frames/clip`` -> (video, frame, dim_clip): an axis whose size
+    differs between owners (a width, a word count) carries the owner's name, so every group of
+    the store opens as one xarray Dataset."""
+    axes = TAIL_AXES.get(family(name), ())
+    if len(axes) != tail_len:
+        axes = tuple(f"axis{i}" for i in range(1, tail_len + 1))
+    tail = tuple(axis if axis in SHARED_AXES else f"{axis}_{owner(name).replace('/', '_')}" for axis in axes)
+    return (ROW_AXIS[rows], *tail)
+
+
 def owner(name: str) -> str:
     """The encoder or teacher an array belongs to: ``relevance/xpool`` -> ``xpool``."""
     return name.split("/", 1)[1] if "/" in name else name

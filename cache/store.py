@@ -32,7 +32,7 @@ from teachcache.cache.fingerprint import differences, fingerprint
 from teachcache.cache.location import Location
 from teachcache.cache.lock import LOCK_FILE
 from teachcache.cache.manifest import FAILURE_SCHEMA
-from teachcache.cache.schema import ATTRS_FILE, CAPTIONS, CAPTIONS_FILE, DONE_DIR, FAILURES_FILE, FILES_DIR, VIDEOS, VIDEOS_FILE
+from teachcache.cache.schema import ATTRS_FILE, CAPTIONS, CAPTIONS_FILE, DONE_DIR, FAILURES_FILE, FILES_DIR, VIDEOS, VIDEOS_FILE, dimension_names
 
 SCHEMA_VERSION = 2  # 2: components split into config and inputs; encoders and teachers keyed by name
 
@@ -125,7 +125,7 @@ class Store:
         handle = open_backend(path, backend, "w", codec, clevel, float_codec)
         counts = {VIDEOS: len(videos), CAPTIONS: len(captions)}
         for spec in arrays:
-            handle.create(spec.name, (counts[spec.rows], *spec.tail), spec.dtype, chunk_rows, shard_size)
+            handle.create(spec.name, (counts[spec.rows], *spec.tail), spec.dtype, chunk_rows, shard_size, dimension_names(spec.name, spec.rows, len(spec.tail)))
         (path / VIDEOS_FILE).write_parquet(videos)
         (path / CAPTIONS_FILE).write_parquet(captions)
         (path / DONE_DIR).mkdir()

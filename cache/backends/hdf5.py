@@ -19,11 +19,13 @@ class HDF5Backend:
         self.path = path
         self.file = h5py.File(path.root, {"w": "w", "a": "a", "r": "r", "r+": "r+"}[mode])
 
-    def create(self, name: str, shape: tuple[int, ...], dtype: str, chunk_rows: int, shard_rows: int) -> None:
+    def create(self, name: str, shape: tuple[int, ...], dtype: str, chunk_rows: int, shard_rows: int, dims: tuple[str, ...] | None = None) -> None:
         if name in self.file:
             del self.file[name]
         chunk = (min(chunk_rows, max(1, shape[0])), *shape[1:])
-        self.file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunk, compression="lzf", fillvalue=0)
+        dataset = self.file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunk, compression="lzf", fillvalue=0)
+        if dims is not None:
+            dataset.attrs["dimension_names"] = list(dims)  # the axes' names, as the zarr backend records them
 
     def _array(self, name: str):
         if name not in self.file:

@@ -26,8 +26,7 @@ class ZarrBackend:
 
             self.group = zarr.open_group(FsspecStore.from_url(path.url, read_only=mode == "r"), mode=mode)
 
-    def create(self, name: str, shape: tuple[int, ...], dtype: str, chunk_rows: int, shard_rows: int) -> None:
-
+    def create(self, name: str, shape: tuple[int, ...], dtype: str, chunk_rows: int, shard_rows: int, dims: tuple[str, ...] | None = None) -> None:
         rows = max(1, shape[0])
         chunk = min(chunk_rows, rows)
         shard = max(chunk, min(shard_rows, rows))
@@ -40,6 +39,7 @@ class ZarrBackend:
             shards=(shard, *shape[1:]),
             compressors=self._compressor(dtype),
             fill_value=0,
+            dimension_names=dims,
             overwrite=True,
         )
 
