@@ -379,6 +379,7 @@ class Store:
             "bytes_per_video": total / n_videos,
             "video_array_bytes_per_video": video_bytes / n_videos,
             "files": dict((self.path / FILES_DIR).files()),
+            "folder_bytes": sum(size for _, size in self.path.files()),
             "failures": failures.to_pylist(),
             "missing_work": [] if self.complete else self.missing_work(),
         }

@@ -146,7 +146,10 @@ def info(store: str, as_json: bool) -> None:
     click.echo(f"fingerprint  {data['fingerprint']}")
     click.echo(f"complete     {'yes' if data['complete'] else 'NO (' + str(len(data['missing_work'])) + ' unit shards missing)'}")
     click.echo(f"rows         {data['videos']} videos, {data['captions']} captions")
-    click.echo(f"size         {_format_bytes(data['stored_bytes'])} stored, {_format_bytes(data['bytes_per_video'])} per video")
+    click.echo(
+        f"size         arrays {_format_bytes(data['stored_bytes'])} ({_format_bytes(data['bytes_per_video'])} per video); "
+        f"the whole folder {_format_bytes(data['folder_bytes'])} (with the teacher heads, manifests and kept runs)"
+    )
     click.echo(f"{'array':<28} {'shape':<20} {'dtype':<8} stored")
     for a in data["arrays"]:
         click.echo(f"{a['name']:<28} {tuple(a['shape'])!s:<20} {a['dtype']:<8} {_format_bytes(a['stored_bytes'])}")
@@ -258,7 +261,7 @@ def search(queries: tuple[str, ...], run_dir: str, top_k: int, split: str | None
         for query in queries:
             hits, seconds = index.search(query, top_k, split)
             results.append((query, hits))
-            click.echo(f"“{query}”: top {len(hits)} of {len(index.video_ids)} videos in {1000 * seconds:.1f} ms")
+            click.echo(f"“{query}”: top {len(hits)} of {index.searched(split)} in {1000 * seconds:.1f} ms")
             for hit in hits:
                 click.echo(f"  {hit.rank:>2}. {hit.score:7.3f}  {hit.video_id}  [{hit.split}]  {hit.caption}")
         if html_path:

@@ -12,7 +12,7 @@ import csv
 import json
 from pathlib import Path
 
-from teachcache.cache.store import Store
+from teachcache.cache.store import Store, StoreError
 from teachcache.pipeline.html import escape, figure_png, image, page, table
 from teachcache.pipeline.runs import load_run, open_run_store
 
@@ -62,10 +62,12 @@ def _curves_section(history: list[dict]) -> str:
     return "<h2>Training</h2>" + image(figure_png(fig), "training loss and validation R@1 per epoch")
 
 
-def _teachers_section(run_dir: Path, store: Store) -> str:
+def _teachers_section(run_dir: Path, store: Store | None) -> str:
     card_path = run_dir / "teachers.json"
     if card_path.is_file():
         card = json.loads(card_path.read_text())
+    elif store is None:
+        return ""
     else:
         from teachcache.pipeline.report import teacher_card
 
@@ -114,15 +116,22 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the run's HTML report (default ``RUN_DIR/report.html``) and return its path."""
     run_dir = Path(run_dir)
     config, metrics = load_run(run_dir)
-    with open_run_store(config, metrics) as store:
-        sections = [
-            f"<p class='note'>run {escape(run_dir)}: {escape(config.train.objective.kind)} student, {config.train.epochs} epochs, batch {config.train.batch_size}</p>",
-            _metrics_section(metrics),
-            _curves_section(metrics.get("history", [])),
-            _teachers_section(run_dir, store),
-            _ablation_section(Path(config.ablate.out)),
-            _store_section(store),
-        ]
+    try:
+        store: Store | None = open_run_store(config, metrics)
+        missing_store = ""
+    except StoreError as exc:  # the run still has its metrics and curves: report them, say why the store part is missing
+        store, missing_store = None, f"<p class='warn'>{escape(exc).replace(chr(10), '<br>')}</p>"
+    sections = [
+        f"<p class='note'>run {escape(run_dir)}: {escape(config.train.objective.kind)} student, {config.train.epochs} epochs, batch {config.train.batch_size}</p>",
+        missing_store,
+        _metrics_section(metrics),
+        _curves_section(metrics.get("history", [])),
+        _teachers_section(run_dir, store),
+        _ablation_section(Path(config.ablate.out)),
+        _store_section(store) if store is not None else "",
+    ]
+    if store is not None:
+        store.close()
     path = Path(out) if out else run_dir / REPORT_FILE
     path.write_text(page(f"teachcache report: {run_dir.name}", sections))
     return path

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from teachcache.cache.errors import InputMissing
-from teachcache.cache.store import Store
+from teachcache.cache.fingerprint import differences
+from teachcache.cache.store import Store, StoreMismatch
 from teachcache.pipeline.config import Config, load_config
+from teachcache.stages.extract.config import config_components
 
 
 def load_run(run_dir: str | Path, also: tuple[str, ...] = ()) -> tuple[Config, dict]:
@@ -19,6 +22,16 @@ def load_run(run_dir: str | Path, also: tuple[str, ...] = ()) -> tuple[Config, d
     return load_config(run_dir / "config.toml"), json.loads((run_dir / "metrics.json").read_text())
 
 
-def open_run_store(config: Config, metrics: dict) -> Store:
-    """The store the run trained from, refused if it was rebuilt since."""
-    return Store.open(config.extract.store, expected_fingerprint=metrics["store_fingerprint"])
+def open_run_store(config: Config, metrics: dict[str, Any]) -> Store:
+    """The store the run trained from; refused, with every field that differs, if it was rebuilt since."""
+    store = Store.open(config.extract.store)
+    if store.fingerprint == metrics["store_fingerprint"]:
+        return store
+    trained_on = metrics.get("store_components") or {"config": config_components(config.extract)}  # older runs kept the config only
+    found = differences(trained_on, {key: store.attrs.get("components", {}).get(key) for key in trained_on})
+    store.close()
+    raise StoreMismatch(
+        f"store {store.path} was rebuilt since run trained on it; differences (the run's store vs the store now):\n  "
+        + "\n  ".join(found or ["(the inputs changed: manifests, weights or package versions)"])
+        + "\nTrain the run again on this store, or rebuild the store the run trained on"
+    )

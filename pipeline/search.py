@@ -110,6 +110,12 @@ class SearchIndex:
         hits = [Hit(i + 1, float(scores[r]), r, self.video_ids[r], self.splits[r], self.first_caption.get(r, "")) for i, r in enumerate(top)]
         return hits, seconds
 
+    def searched(self, split: str | None) -> str:
+        """What a query searches, for the output: ``8 test videos`` or ``12 videos (all splits)``."""
+        if split is None:
+            return f"{len(self.video_ids)} videos (all splits)"
+        return f"{sum(s == split for s in self.splits)} {split} videos"
+
     def keyframe(self, row: int) -> np.ndarray | None:
         """A video's keyframe, or None when the store kept none."""
         if not self.store.has(KEYFRAMES):

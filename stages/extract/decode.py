@@ -357,6 +357,53 @@ def decode_to_shared(request: DecodeRequest, backend: str, prefix: str) -> Decod
     return SharedFrames(video, blocks)
 
 
+ORPHAN_BLOCK = re.compile(r"^tc(\d+)_")  # a pool's blocks carry its owner's pid: tc<pid>_<pool>_<block>
+PYTHON_SEMAPHORE = "sem.mp-"  # multiprocessing's named semaphores (the pool's locks)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mapped_shm_names() -> set[str] | None:
+    """Names under /dev/shm that some process has mapped (from /proc/*/maps), or None without /proc."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    mapped: set[str] = set()
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/maps") as maps:
+            mapped.update(os.path.basename(line.split()[-1]) for line in maps if f"{SHM_DIR}/" in line)
+    return mapped
+
+
+def sweep_orphans() -> int:
+    """Free what decode pools of runs killed with their workers (kill -9) left in /dev/shm: frame
+    blocks whose owner process is gone, and multiprocessing semaphores no process maps. Returns
+    how many were freed."""
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return 0
+    semaphores = [n for n in names if n.startswith(PYTHON_SEMAPHORE)]
+    mapped = _mapped_shm_names() if semaphores else set()
+    freed = 0
+    for name in names:
+        match = ORPHAN_BLOCK.match(name)
+        orphan_block = match is not None and not _pid_alive(int(match.group(1)))
+        orphan_semaphore = name in semaphores and mapped is not None and name not in mapped
+        if orphan_block or orphan_semaphore:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(SHM_DIR, name))
+                freed += 1
+    return freed
+
+
 class DecodePool:
     """Decode videos in worker processes with a per-video timeout, yielding results in order.
 
@@ -377,6 +424,7 @@ class DecodePool:
         if self.workers > 0:
             from pebble import ProcessPool
 
+            sweep_orphans()  # what a run killed with its workers left in /dev/shm
             self._pool = ProcessPool(max_workers=self.workers, context=multiprocessing.get_context("spawn"))
             self._pool.schedule(os.getpid)  # start the workers now: they boot while the caller loads its encoders
         return self

@@ -340,6 +340,7 @@ class TrainingRecipe:
             "warnings": self.warnings,
             "left_out": {name: split.left_out for name, split in (("train", self.train), (cfg.val_split, self.val), ("test", self.test)) if split.left_out.get("videos")},
             "store_fingerprint": self.store.fingerprint,
+            "store_components": self.store.attrs.get("components", {}),
             "config": asdict(cfg),
         }
         if self.rank.is_main:

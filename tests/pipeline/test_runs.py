@@ -52,3 +52,15 @@ def test_a_selection_split_too_small_to_mean_much_is_warned_about(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert any("has 2 videos" in w and "says little" in w for w in metrics["warnings"])  # the tiny data's val split
     assert "warning: the val split that selects the epoch has 2 videos" in (trained_run / "metrics.md").read_text()
+
+
+def test_after_the_store_is_rebuilt_search_lists_the_differing_fields_and_report_still_renders(trained_run, cli_config):
+    rebuilt = CliRunner().invoke(main, ["extract", "--quiet", "--force", "--config", str(cli_config), "--set", "extract.sampling.num_frames=8"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    search = CliRunner().invoke(main, ["search", "--run", str(trained_run), "a red square"])
+    assert search.exit_code == 2 and "config.sampling.num_frames: 12 vs 8" in search.output, search.output
+    assert "{" not in search.output  # the differing leaves, not whole dictionaries
+    report = CliRunner().invoke(main, ["report", str(trained_run)])
+    assert report.exit_code == 0, report.output
+    page = (trained_run / "report.html").read_text()
+    assert "rebuilt since" in page and "config.sampling.num_frames: 12 vs 8" in page and "Retrieval" in page

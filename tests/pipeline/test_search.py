@@ -46,7 +46,9 @@ def test_cli_prints_hits_and_writes_a_page_with_their_keyframes(trained_run, tmp
     page = tmp_path / "hits.html"
     result = CliRunner().invoke(main, ["search", "--run", str(trained_run), "a red square slides left", "a blue circle", "-k", "3", "--html", str(page)])
     assert result.exit_code == 0, result.output
-    assert result.output.count("top 3 of 8 videos in") == 2
+    assert result.output.count("top 3 of 8 videos (all splits) in") == 2
+    one_split = CliRunner().invoke(main, ["search", "--run", str(trained_run), "a red square", "-k", "2", "--split", "test"])
+    assert one_split.exit_code == 0 and "top 2 of 2 test videos in" in one_split.output
     assert len(re.findall(r"^\s+[123]\.\s+-?\d\.\d{3}\s+\S+\s+\[(train|val|test)\]", result.output, re.M)) == 6
     text = page.read_text()
     assert text.count('src="data:image/png;base64,') == 6 and "a red square slides left" in text

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,29 @@ def test_bad_frame_folders_become_errors(tmp_path):
     broken = _frame_folder(tmp_path / "broken", 3, name="{}.jpg")
     (broken / "1.jpg").write_text("not an image")
     assert "frame 1.jpg" in decode_with_fallback(DecodeRequest(str(broken), "uniform", 3, None, (GeometrySpec(16),))).error
+
+
+def test_a_new_pool_frees_what_killed_runs_left_in_shared_memory(tmp_path):
+    """kill -9 of a run (workers and resource tracker included) left its frame blocks and the pool's
+    semaphores in /dev/shm; the next run's pool frees those whose owner is gone (issue 15, item 8)."""
+    import subprocess
+    from multiprocessing import shared_memory
+    from pathlib import Path
+
+    from teachcache.stages.extract.decode import sweep_orphans
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead_pid = finished.pid  # a process that has exited: its pid owns nothing now
+    orphan = shared_memory.SharedMemory(name=f"tc{dead_pid}_dead01_ab", create=True, size=16)
+    live = shared_memory.SharedMemory(name=f"tc{os.getpid()}_live01_cd", create=True, size=16)
+    orphan.close(), live.close()
+    semaphore = Path("/dev/shm/sem.mp-teachcachetest")
+    semaphore.write_bytes(b"\0" * 32)  # as a killed pool's lock is left: a file no process maps
+    try:
+        assert sweep_orphans() >= 2
+        assert not Path(f"/dev/shm/tc{dead_pid}_dead01_ab").exists() and not semaphore.exists()
+        assert Path(f"/dev/shm/tc{os.getpid()}_live01_cd").exists()  # its owner (this process) lives
+    finally:
+        for name in (f"tc{os.getpid()}_live01_cd",):
+            shared_memory.SharedMemory(name=name).unlink()
