@@ -250,12 +250,17 @@ def report(run_dir: str, out: str | None) -> None:
 @click.option("-k", "top_k", default=5, show_default=True, type=click.IntRange(1), help="videos shown per query")
 @click.option("--split", default=None, help="search one split only (train, val, test)")
 @click.option("--html", "html_path", default=None, type=click.Path(dir_okay=False), help="also write a page with the hits' keyframes")
+@click.option(
+    "--index", "index_dir", default=None, type=click.Path(file_okay=False), help="search the videos `teachcache encode` indexed in this folder (default: the run's own store)"
+)
 @user_errors
-def search(queries: tuple[str, ...], run_dir: str, top_k: int, split: str | None, html_path: str | None) -> None:
+def search(queries: tuple[str, ...], run_dir: str, top_k: int, split: str | None, html_path: str | None, index_dir: str | None) -> None:
     """Find videos for text queries with a trained student (one vector per video, one dot product per video)."""
     from teachcache.pipeline.search import SearchIndex, search_page
 
-    index = SearchIndex(run_dir)
+    if index_dir is not None and split is not None:
+        raise UserError("--split selects among the run's own store; an --index has no splits")
+    index = SearchIndex(run_dir, index=index_dir)
     try:
         results = []
         for query in queries:
@@ -269,6 +274,21 @@ def search(queries: tuple[str, ...], run_dir: str, top_k: int, split: str | None
             click.echo(f"search: page -> {html_path}")
     finally:
         index.close()
+
+
+@main.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="folder of a finished `teachcache train` run")
+@click.option("--videos", required=True, type=click.Path(file_okay=False), help="a folder of video files (searched recursively), or a data root with videos.parquet")
+@click.option("--captions", default=None, type=click.Path(dir_okay=False), help="a CSV or JSONL of (video, caption) rows to embed too (with a folder of videos)")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="where the vectors, their ids and the store of the new videos go")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+@user_errors
+def encode(run_dir: str, videos: str, captions: str | None, out: str, quiet: bool) -> None:
+    """Embed new videos (and captions) with a trained student: stage one with the student's encoders
+    only, then one vector per video and per caption, in .npy files with Parquet ids."""
+    from teachcache.pipeline.encode import encode as run_encode
+
+    click.echo(run_encode(run_dir, videos, out, captions, progress=not quiet).line())
 
 
 @main.command()

@@ -1,7 +1,8 @@
 """`teachcache search`: text queries against a trained student's video index.
 
 The index is one normalised vector per video of the store (the student's video head over
-the cached frames), built once per run and kept in ``RUN_DIR/index.safetensors``. A query
+the cached frames), built once per run and kept in ``RUN_DIR/index.safetensors``, or the
+vectors ``teachcache encode`` wrote for other videos (``--index``). A query
 is encoded by the store's own text encoder (the one the student reads), projected by the
 student's text head, and scored against every video with one matrix product.
 """
@@ -9,6 +10,7 @@ student's text head, and scored against every video with one matrix product.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from teachcache.cache import schema
-from teachcache.cache.errors import ConfigError
+from teachcache.cache.errors import ConfigError, InputMissing
 from teachcache.cache.schema import KEYFRAMES
+from teachcache.cache.store import Store, StoreMismatch
 from teachcache.pipeline.html import array_png, escape, image, page
 from teachcache.pipeline.runs import load_run, open_run_store
 from teachcache.stages.common.device import resolve_device
 from teachcache.stages.extract.components import text_spec
 from teachcache.stages.extract.encoders import build_text_encoder
-from teachcache.stages.student.model import Student
+from teachcache.stages.student.embed import embed_videos, load_student, student_widths
 
 INDEX_FILE = "index.safetensors"
 
@@ -44,30 +46,49 @@ def _digest(path: Path) -> str:
 
 
 class SearchIndex:
-    """A run's student, its store and its video index, ready for queries."""
+    """A run's student (its query side) and the video vectors it searches: the run's own store,
+    indexed once and kept in ``RUN_DIR/index.safetensors``, or an index that ``teachcache encode``
+    wrote for other videos (``index``)."""
 
-    def __init__(self, run_dir: str | Path, device: str = "auto"):
+    def __init__(self, run_dir: str | Path, device: str = "auto", index: str | Path | None = None):
         run_dir = Path(run_dir)
         self.config, metrics = load_run(run_dir, also=("best.safetensors",))
         self.run_dir, self.device = run_dir, resolve_device(device)
-        self.store = open_run_store(self.config, metrics)
         train = self.config.train
-        self.student = Student.for_store(train.student, self.store, train.text, train.frames).to(self.device).eval()
-        from safetensors.torch import load_file
-
-        self.student.load_state_dict(load_file(run_dir / "best.safetensors"))
-        videos, captions = self.store.videos(), self.store.captions()
-        self.video_ids = videos.column("video_id").to_pylist()
-        self.splits = videos.column("split").to_pylist()
-        self.first_caption: dict[int, str] = {}
-        for text, video in zip(captions.column("text").to_pylist(), captions.column("video_index").to_pylist()):
-            self.first_caption.setdefault(int(video), text)
-        self.vectors = self._index()
+        if index is None:
+            self.store = open_run_store(self.config, metrics)
+            self.student = load_student(train, student_widths(train, self.store), run_dir / "best.safetensors", self.device)
+            self.video_ids, self.splits, self.first_caption = _store_videos(self.store)
+            self.vectors = self._index()
+            self.where = ""
+        else:
+            self._open_encoded(Path(index), run_dir)
         spec = self.config.extract.text_encoders[train.text]
         self.text_encoder = build_text_encoder(spec.kind, text_spec(spec), self.device, self.config.extract.precision, spec.batch_size)  # loaded once, before any query is timed
 
-    @torch.inference_mode()
-    def _index(self, batch: int = 4096) -> torch.Tensor:
+    def _open_encoded(self, index: Path, run_dir: Path) -> None:
+        """Vectors and ids of a ``teachcache encode`` folder, refused when encoded by other weights."""
+        import pyarrow.parquet as pq
+
+        from teachcache.pipeline.encode import INDEX_FILE as ENCODED
+        from teachcache.pipeline.encode import STORE_DIR
+
+        if not (index / ENCODED).is_file():
+            raise InputMissing(f"{index} has no {ENCODED}: give the --out folder of `teachcache encode`")
+        record = json.loads((index / ENCODED).read_text())
+        if record["student_weights"] != _digest(run_dir / "best.safetensors"):
+            raise StoreMismatch(f"{index} was encoded with other student weights than {run_dir}'s; encode the videos again with this run")
+        self.store = Store.open(index / STORE_DIR)
+        self.student = load_student(self.config.train, tuple(record["student_widths"]), run_dir / "best.safetensors", self.device)
+        videos = pq.read_table(index / "videos.parquet")
+        self.video_ids = videos.column("video_id").to_pylist()
+        self.splits = ["failed" if failed else "encoded" for failed in videos.column("failed").to_pylist()]
+        self.first_caption = _store_videos(self.store)[2]
+        self.vectors = torch.from_numpy(np.load(index / "videos.npy")).to(self.device)
+        self.vectors[torch.tensor([s == "failed" for s in self.splits], device=self.device)] = float("-inf")  # a failed video is never a hit
+        self.where = f" in {index}"
+
+    def _index(self) -> torch.Tensor:
         """[V, D] video vectors, read from the run folder when built for these weights and this store."""
         from safetensors.torch import load_file, save_file
 
@@ -77,16 +98,9 @@ class SearchIndex:
             stored = load_file(path)
             if bytes(stored["key"].numpy()).decode() == key and len(stored["vectors"]) == len(self.video_ids):
                 return stored["vectors"].to(self.device).float()
-        frames_name = schema.frames(self.config.train.frames)
-        parts = []
-        for lo in range(0, len(self.video_ids), batch):
-            rows = slice(lo, min(lo + batch, len(self.video_ids)))
-            frames = torch.from_numpy(self.store.read(frames_name, rows)).to(self.device)
-            mask = torch.from_numpy(self.store.read(schema.frame_mask(self.config.train.frames), rows)).to(self.device)
-            parts.append(self.student.encode_video(frames, mask)[0].float())
-        vectors = torch.cat(parts)
-        save_file({"vectors": vectors.half().cpu(), "key": torch.tensor(list(key.encode()), dtype=torch.uint8)}, path)
-        return vectors
+        vectors = embed_videos(self.student, self.store, self.config.train.frames, self.device)
+        save_file({"vectors": vectors.half(), "key": torch.tensor(list(key.encode()), dtype=torch.uint8)}, path)
+        return vectors.to(self.device)
 
     @torch.inference_mode()
     def encode_query(self, query: str) -> torch.Tensor:
@@ -111,7 +125,9 @@ class SearchIndex:
         return hits, seconds
 
     def searched(self, split: str | None) -> str:
-        """What a query searches, for the output: ``8 test videos`` or ``12 videos (all splits)``."""
+        """What a query searches, for the output: ``8 test videos``, ``12 videos (all splits)`` or ``6 videos in OUT``."""
+        if self.where:
+            return f"{sum(s != 'failed' for s in self.splits)} videos{self.where}"
         if split is None:
             return f"{len(self.video_ids)} videos (all splits)"
         return f"{sum(s == split for s in self.splits)} {split} videos"
@@ -124,6 +140,15 @@ class SearchIndex:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _store_videos(store: Store) -> tuple[list[str], list[str], dict[int, str]]:
+    """Video ids and splits of a store, and one caption per video row (to show what it is)."""
+    videos, captions = store.videos(), store.captions()
+    first_caption: dict[int, str] = {}
+    for text, video in zip(captions.column("text").to_pylist(), captions.column("video_index").to_pylist()):
+        first_caption.setdefault(int(video), text)
+    return videos.column("video_id").to_pylist(), videos.column("split").to_pylist(), first_caption
 
 
 def search_page(index: SearchIndex, results: list[tuple[str, list[Hit]]]) -> str:

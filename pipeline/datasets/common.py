@@ -84,12 +84,16 @@ def read_table(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     text = path.read_text(encoding="utf-8-sig")
     header = text.split("\n", 1)[0]
     delimiter = ";" if header.count(";") > header.count(",") else ","
-    rows = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
-    columns = [c.strip() for c in (rows[0].keys() if rows else header.split(delimiter))]
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    columns = [c.strip() for c in reader.fieldnames or []]
+    rows = list(reader)
     missing = [c for c in required if c not in columns]
     if missing:
         raise AnnotationError(f"{path}: lacks column(s) {missing}; it has {columns} (separator {delimiter!r})")
-    return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in rows]
+    for n, row in enumerate(rows, start=2):
+        if None in row:  # csv puts the fields beyond the header's under None
+            raise AnnotationError(f"{path} line {n}: more fields than the header's {len(columns)}; quote a field that holds a {delimiter!r}")
+    return [{k.strip(): (v or "").strip() for k, v in row.items()} for row in rows]
 
 
 def expect(condition: bool, path: Path, what: str) -> None:

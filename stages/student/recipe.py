@@ -341,6 +341,7 @@ class TrainingRecipe:
             "left_out": {name: split.left_out for name, split in (("train", self.train), (cfg.val_split, self.val), ("test", self.test)) if split.left_out.get("videos")},
             "store_fingerprint": self.store.fingerprint,
             "store_components": self.store.attrs.get("components", {}),
+            "student_widths": [t.student.text_projection.in_features, t.student.text_projection.out_features],
             "config": asdict(cfg),
         }
         if self.rank.is_main:
