@@ -29,8 +29,8 @@ FAILURES_FILE = "failures.parquet"
 
 # ----- arrays ------------------------------------------------------------------------------------
 KEYFRAMES = "keyframes"  # videos: uint8 [S, S, 3], the most contrasted sampled frame (search pages)
-DENOISE_RANK = "denoise/rank"  # captions: int32, 0-based rank of the own video among training videos (-1 outside train)
-DENOISE_SCORE = "denoise/score"  # captions: float32, the teacher ensemble's score of the own video (NaN outside train)
+DENOISE_RANK = "denoise/rank"  # captions: int32, 0-based rank of the own video among training videos (-1 outside train, and for failed videos)
+DENOISE_SCORE = "denoise/score"  # captions: float32, the teacher ensemble's score of the own video (NaN where the rank is -1)
 
 
 def frames(encoder: str) -> str:
