@@ -60,7 +60,8 @@ class TemporalEncoder(nn.Module):
 
 # ----- OpenAI CLIP's building blocks ----------------------------------------------------------
 # Named as in OpenAI CLIP and CLIP4Clip, so an official state dict loads 1:1 once its prefix
-# (``clip.visual.``, ``clip.``, ``transformerClip.``) is stripped. Inputs are batch-first.
+# (``clip.visual.``, ``clip.``, ``transformerClip.``) is stripped. ``Transformer`` and
+# ``CrossTransformer`` take batch-first inputs; the blocks run sequence-first inside.
 
 
 class QuickGELU(nn.Module):
@@ -84,9 +85,10 @@ class LayerNorm(nn.LayerNorm):
 
 class ResidualAttentionBlock(nn.Module):
     """A pre-norm transformer layer over sequence-first x [L, N, width]: ``x + attn(ln_1(x))``,
-    then ``x + mlp(ln_2(x))`` with a QuickGELU MLP of 4x the width. ``attn_mask`` is a fixed additive mask [L, L] (the text
-    tower's causal mask); a per-call mask may be given to ``forward`` instead. ``shift`` acts
-    on the attention's input only (the identity; TS2-Net's patch shift replaces it)."""
+    then ``x + mlp(ln_2(x))`` with a QuickGELU MLP of 4x the width. ``attn_mask`` is a fixed
+    additive mask [L, L] (the text tower's causal mask); a per-call mask may be given to
+    ``forward`` instead. ``shift`` acts on the attention's input only (the identity; TS2-Net's
+    patch shift replaces it)."""
 
     def __init__(self, width: int, heads: int, eps: float = 1e-5, attn_mask: torch.Tensor | None = None):
         super().__init__()
