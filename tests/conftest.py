@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("TEACHCACHE_SHARED") or Path(__file__).resolve().parents[2] / "shared")  # the checkout's ../shared
 REAL_CLIPS = SHARED / "data" / "real-clips"
 MSRVTT_SAMPLE = SHARED / "data" / "msrvtt-sample"
+GOLDEN = SHARED / "data" / "golden"  # outputs of the official code (issue 13)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -1,6 +1,8 @@
-"""Small building blocks shared by the student and the teacher heads."""
+"""Small building blocks shared by the student, the teacher heads and the official backbones."""
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -54,3 +56,110 @@ class TemporalEncoder(nn.Module):
         # a video with no valid frame would attend to nothing: let it attend to all (its output is masked later)
         key_padding = ~mask.bool() & mask.bool().any(-1, keepdim=True)
         return self.layers(hidden, src_key_padding_mask=key_padding) + frames
+
+
+# ----- OpenAI CLIP's building blocks ----------------------------------------------------------
+# Named as in OpenAI CLIP and CLIP4Clip, so an official state dict loads 1:1 once its prefix
+# (``clip.visual.``, ``clip.``, ``transformerClip.``) is stripped. ``Transformer`` and
+# ``CrossTransformer`` take batch-first inputs; the blocks run sequence-first inside.
+
+
+class QuickGELU(nn.Module):
+    """CLIP's activation: ``x * sigmoid(1.702 x)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class LayerNorm(nn.LayerNorm):
+    """A LayerNorm that computes in float32 and returns the input's dtype (as in OpenAI CLIP's
+    float16 towers, whose LayerNorms keep float32 weights)."""
+
+    def __init__(self, width: int, eps: float = 1e-5):
+        super().__init__(width, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps)
+        return out.to(x.dtype)
+
+
+class ResidualAttentionBlock(nn.Module):
+    """A pre-norm transformer layer over sequence-first x [L, N, width]: ``x + attn(ln_1(x))``,
+    then ``x + mlp(ln_2(x))`` with a QuickGELU MLP of 4x the width. ``attn_mask`` is a fixed
+    additive mask [L, L] (the text tower's causal mask); a per-call mask may be given to
+    ``forward`` instead. ``shift`` acts on the attention's input only (the identity; TS2-Net's
+    patch shift replaces it)."""
+
+    def __init__(self, width: int, heads: int, eps: float = 1e-5, attn_mask: torch.Tensor | None = None):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(width, heads)  # sequence-first, as the official code runs it
+        self.ln_1 = LayerNorm(width, eps)
+        self.mlp = nn.Sequential(OrderedDict(c_fc=nn.Linear(width, 4 * width), gelu=QuickGELU(), c_proj=nn.Linear(4 * width, width)))
+        self.ln_2 = LayerNorm(width, eps)
+        self.attn_mask = attn_mask
+        self.shift: nn.Module = nn.Identity()
+
+    def attention(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        mask = self.attn_mask if attn_mask is None else attn_mask
+        if mask is not None:
+            mask = mask.to(dtype=x.dtype, device=x.device)
+        return self.attn(x, x, x, need_weights=False, attn_mask=mask)[0]
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attention(self.shift(self.ln_1(x)), attn_mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    """``layers`` residual attention blocks (``resblocks``) over batch-first x [N, L, width],
+    run sequence-first inside as the official code (the same kernels, the same rounding)."""
+
+    def __init__(self, width: int, layers: int, heads: int, eps: float = 1e-5, attn_mask: torch.Tensor | None = None):
+        super().__init__()
+        if width % heads:
+            raise ConfigError(f"{heads} attention heads do not divide the width {width}")
+        self.width, self.layers, self.heads = width, layers, heads
+        self.resblocks = nn.Sequential(*(ResidualAttentionBlock(width, heads, eps, attn_mask) for _ in range(layers)))
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.permute(1, 0, 2)
+        for block in self.resblocks:
+            x = block(x, attn_mask)
+        return x.permute(1, 0, 2)
+
+
+def causal_mask(length: int) -> torch.Tensor:
+    """The text tower's additive mask [L, L]: -inf strictly above the diagonal."""
+    return torch.full((length, length), float("-inf")).triu_(1)
+
+
+class CrossTransformer(nn.Module):
+    """CLIP4Clip's seqTransf cross module (docs/method.md section 4; the notes' section 3.4):
+    frame position embeddings (rows 0..N-1), a transformer with LayerNorm eps 1e-12 and
+    QuickGELU whose keys at padded positions get -1e6, output plus the input.
+
+    ``wrap_positions`` takes positions modulo ``rows`` (TeachCLIP's TS2-Net wrapper) instead of
+    refusing more than ``rows`` positions."""
+
+    def __init__(self, width: int, layers: int, heads: int, rows: int = 77, wrap_positions: bool = False):
+        super().__init__()
+        self.frame_position_embeddings = nn.Embedding(rows, width)
+        self.transformerClip = Transformer(width, layers, heads, eps=1e-12)
+        self.wrap_positions = wrap_positions
+
+    def key_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The additive mask [B*heads, N, N]: -1e6 on the keys of padded positions."""
+        n, heads = mask.shape[1], self.transformerClip.heads
+        padded = (1.0 - mask.float()).unsqueeze(1) * -1000000.0
+        return padded.expand(-1, n, -1).repeat_interleave(heads, dim=0)
+
+    def hidden(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The transformer's output for x [B, N, D] and mask [B, N] (1 = valid), before the residual."""
+        n, rows = x.shape[1], self.frame_position_embeddings.num_embeddings
+        if n > rows and not self.wrap_positions:
+            raise ConfigError(f"{n} positions exceed the cross module's {rows} position embeddings")
+        positions = torch.arange(n, device=x.device) % rows
+        return self.transformerClip(x + self.frame_position_embeddings(positions), self.key_mask(mask).to(x.device))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.hidden(x, mask) + x
