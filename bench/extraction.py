@@ -52,7 +52,7 @@ def standin_overlap(cfg: ExtractConfig, seconds_per_frame: float) -> float:
     """Stage one's frames phase with every frame encoder replaced by a wait of ``seconds_per_frame``."""
     original = FrameEncoder.encode
 
-    def wait(self, frames: np.ndarray) -> np.ndarray:
+    def wait(self, frames: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         time.sleep(len(frames) * seconds_per_frame)
         return np.zeros((len(frames), self.dim), np.float32)
 

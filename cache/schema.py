@@ -34,8 +34,13 @@ DENOISE_SCORE = "denoise/score"  # captions: float32, the teacher ensemble's sco
 
 
 def frames(encoder: str) -> str:
-    """videos: float16 [F, D], a frame encoder's projected (unnormalised) features; zeros where masked."""
+    """videos: float16 [F, D], a frame encoder's projected (unnormalised) features; zeros where masked (blank-padding kinds: the blank frame's)."""
     return f"frames/{encoder}"
+
+
+def frame_tokens(encoder: str) -> str:
+    """videos: float16 [F, T, D], the tokens a frame encoder keeps per frame (TS2-Net: CLS and the selected patches)."""
+    return f"frame_tokens/{encoder}"
 
 
 def frame_mask(encoder: str) -> str:
@@ -93,6 +98,7 @@ ROW_AXIS = {VIDEOS: "video", CAPTIONS: "caption"}
 TAIL_AXES = {  # per array family, the axes after the row axis
     "frames": ("frame", "dim"),
     "frame_mask": ("frame",),
+    "frame_tokens": ("frame", "slot", "dim"),
     "text": ("dim",),
     "tokens": ("word", "dim"),
     "token_mask": ("word",),

@@ -234,6 +234,31 @@ def teachers(store: str | None, config_path: str, overrides: tuple[str, ...], no
 
 
 @main.command()
+@config_options
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="an official CLIP4Clip or TeachCLIP checkpoint (e.g. TeachCLIP's released student)")
+@click.option("--split", default="test", show_default=True, help="the store split to score")
+@click.option("--json", "as_json", is_flag=True, help="print the metrics as JSON")
+@user_errors
+def evaluate(config_path: str, overrides: tuple[str, ...], checkpoint: str, split: str, as_json: bool) -> None:
+    """Score an official student checkpoint on the config's store (train.frames and train.text,
+    extracted by that checkpoint's own CLIP) with teachcache's metrics."""
+    from teachcache.pipeline.official import evaluate_official
+    from teachcache.pipeline.stores import open_training_store
+    from teachcache.stages.common.device import resolve_device
+
+    cfg = load_config(config_path, list(overrides))
+    with open_training_store(cfg.extract) as store:
+        result = evaluate_official(store, checkpoint, cfg.train.frames, cfg.train.text, split, resolve_device(cfg.train.device))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for direction in ("t2v", "v2t"):
+        m = result[direction]
+        click.echo(f"{direction}: R@1 {m['R1']:.1f}  R@5 {m['R5']:.1f}  R@10 {m['R10']:.1f}  MdR {m['MdR']:.1f}  MnR {m['MnR']:.1f}")
+    click.echo(f"evaluate: {result['model']} checkpoint ({', '.join(result['loaded'])}) on {result['videos']} {split} videos, {result['captions']} captions <- {checkpoint}")
+
+
+@main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="where the page goes (default: RUN_DIR/report.html)")
 @user_errors

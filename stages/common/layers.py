@@ -34,30 +34,6 @@ def masked_mean_video(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / weights.sum(1).clamp(min=1.0)
 
 
-class TemporalEncoder(nn.Module):
-    """CLIP4Clip's seqTransf core: frame position embeddings, residual transformer layers
-    over the valid frames, output + input."""
-
-    def __init__(self, dim: int, layers: int, heads: int, max_frames: int):
-        super().__init__()
-        if dim % heads:
-            raise ConfigError(f"{heads} attention heads do not divide the frame width {dim}")
-        self.max_frames = max_frames
-        self.positions = nn.Embedding(max_frames, dim)
-        nn.init.normal_(self.positions.weight, std=0.01)
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
-        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-
-    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        n = frames.shape[1]
-        if n > self.max_frames:
-            raise ConfigError(f"{n} frames exceed the {self.max_frames} position embeddings")
-        hidden = frames + self.positions(torch.arange(n, device=frames.device))
-        # a video with no valid frame would attend to nothing: let it attend to all (its output is masked later)
-        key_padding = ~mask.bool() & mask.bool().any(-1, keepdim=True)
-        return self.layers(hidden, src_key_padding_mask=key_padding) + frames
-
-
 # ----- OpenAI CLIP's building blocks ----------------------------------------------------------
 # Named as in OpenAI CLIP and CLIP4Clip, so an official state dict loads 1:1 once its prefix
 # (``clip.visual.``, ``clip.``, ``transformerClip.``) is stripped. ``Transformer`` and
@@ -163,3 +139,29 @@ class CrossTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.hidden(x, mask) + x
+
+
+CROSS_ROWS = 77  # CLIP4Clip sets the cross config's max_position_embeddings to CLIP's context length
+
+
+def cross_heads(width: int) -> int:
+    """CLIP4Clip's attention heads for a width (``width // 64``), or the largest count below
+    it that divides the width (at least one)."""
+    return next(h for h in range(max(1, width // 64), 0, -1) if width % h == 0)
+
+
+def temporal_module(width: int, layers: int, heads: int = 0, positions: int = 0) -> CrossTransformer:
+    """A fresh seqTransf (CLIP4Clip's cross module) initialised as CLIP4Clip does: linear and
+    embedding weights from N(0, 0.02), zero biases, LayerNorms at one and zero (the attention's
+    in-projection keeps torch's default, as CLIP4Clip's ``init_weights`` does not reach it).
+    ``heads`` 0 = ``cross_heads(width)``; ``positions``: most positions it must take (rows >= 77)."""
+    cross = CrossTransformer(width, layers, heads or cross_heads(width), max(CROSS_ROWS, positions))
+    for module in cross.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return cross

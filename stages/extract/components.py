@@ -12,21 +12,16 @@ from typing import Any
 from teachcache.cache.fingerprint import canonical_json
 from teachcache.cache.manifest import Manifest
 from teachcache.cache.store import SCHEMA_VERSION
-from teachcache.stages.extract.config import ExtractConfig, FrameEncoderConfig, TextEncoderConfig, config_components
-from teachcache.stages.extract.encoders import TEXT_ENCODERS
+from teachcache.stages.extract.config import ExtractConfig, TextEncoderConfig, config_components
+from teachcache.stages.extract.encoders import FRAME_ENCODERS, TEXT_ENCODERS
 from teachcache.stages.extract.encoders.base import ModelSpec, hash_path, package_version
-from teachcache.stages.extract.encoders.open_clip import open_clip_identity
 
 PACKAGES = ("torch", "open_clip_torch", "decord", "av", "pillow", "numpy")  # plus each text kind's own
 TEACHER_FILES = ("checkpoint", "scores")  # teacher fields that name files whose content enters the fingerprint
 
 
-def frame_spec(f: FrameEncoderConfig) -> ModelSpec:
-    return ModelSpec(f.model, f.pretrained, f.seed)
-
-
 def text_spec(t: TextEncoderConfig) -> ModelSpec:
-    return ModelSpec(t.model, t.pretrained, t.seed, t.tokenizer, t.output, t.max_words)
+    return ModelSpec(t.model, t.pretrained, t.seed, t.tokenizer, t.output, t.max_words, t.heads)
 
 
 def manifest_digest(manifest: Manifest) -> str:
@@ -52,7 +47,7 @@ def input_components(cfg: ExtractConfig, manifest: Manifest) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "manifest": manifest_digest(manifest),
-        "frame_encoders": {name: open_clip_identity(frame_spec(f)) for name, f in cfg.frame_encoders.items()},
+        "frame_encoders": {name: FRAME_ENCODERS.get(f.kind).identity(f) for name, f in cfg.frame_encoders.items()},
         "text_encoders": {name: kind.weights_identity(text_spec(t)) for (name, t), kind in zip(cfg.text_encoders.items(), kinds)},
         "teacher_files": {name: hashes for name, t in cfg.teachers.items() if (hashes := _file_hashes(t))},
         "packages": {p: package_version(p) for p in sorted(set(PACKAGES).union(*(kind.packages for kind in kinds)))},

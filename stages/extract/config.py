@@ -9,7 +9,7 @@ from typing import Any
 from teachcache.cache.backends import BACKENDS
 from teachcache.stages.common.options import name_field, opt
 from teachcache.stages.extract.decode import DECODERS
-from teachcache.stages.extract.encoders import TEXT_ENCODERS
+from teachcache.stages.extract.encoders import FRAME_ENCODERS, TEXT_ENCODERS
 from teachcache.stages.extract.sampling import SAMPLERS
 from teachcache.stages.teachers.config import TeacherConfig
 
@@ -17,10 +17,17 @@ from teachcache.stages.teachers.config import TeacherConfig
 @dataclass
 class FrameEncoderConfig:
     name: str = name_field("clip")
-    model: str = opt("teachcache-tiny-p16", "open_clip architecture name (open_clip.list_models() or a shipped tiny config)")
-    pretrained: str = opt("", 'open_clip hub tag (e.g. openai), a local checkpoint file, or "" for seeded random weights')
-    seed: int = opt(0, 'seed of the random weights when pretrained is ""')
+    kind: str = opt("open_clip", "what runs the frames (stages/extract/encoders/); the official kinds read `pretrained`, an official checkpoint file", FRAME_ENCODERS)
+    model: str = opt("teachcache-tiny-p16", "open_clip: architecture name (open_clip.list_models() or a shipped tiny config); official kinds: unused")
+    pretrained: str = opt("", 'open_clip: hub tag (e.g. openai), a local checkpoint file, or "" for seeded random weights; official kinds: the checkpoint file')
+    seed: int = opt(0, 'open_clip: seed of the random weights when pretrained is ""')
     batch_size: int = opt(256, "frames per forward pass")
+    variant: str = opt("ts2net", "ts2net: ts2net (the original: token shift in layers 10-11) or teachclip (TeachCLIP's wrapper: no shift, layers 10-11 from `fill`)")
+    fill: str = opt("", "ts2net teachclip variant: the base CLIP's weights (a .safetensors or OpenAI .pt) for layers 10-11's attention")
+    tokens: int = opt(3, "ts2net: patch tokens selected per frame (the official 3); stored with the CLS as frame_tokens/<name>")
+    sigma: float = opt(0.05, "ts2net: the perturbed top-k's noise (official 0.05, drawn also at inference); 0 = the hard top-k")
+    noise_seed: int = opt(0, "ts2net: seed of that noise (shard s draws from noise_seed + s, so a re-run draws the same)")
+    heads: int = opt(0, "xpool: the vision tower's attention heads, which the file cannot tell (0 = ViT-B/32's 12)")
 
 
 @dataclass
@@ -35,6 +42,7 @@ class TextEncoderConfig:
     max_words: int = opt(0, "tokens per caption, special tokens included, longer captions cut (CLIP4Clip's max_words: 32, 64 for paragraphs); 0 = the model's own limit")
     tokens: int = opt(0, "word features kept per caption (tokens/<name>, token_mask/<name>); 0 = none (xclip needs them)")
     batch_size: int = opt(128, "captions per forward pass")
+    heads: int = opt(0, "xpool: the text tower's attention heads, which the file cannot tell (0 = ViT-B/32's 8)")
 
 
 @dataclass

@@ -26,10 +26,9 @@ from teachcache.cache.manifest import Manifest, read_manifest
 from teachcache.cache.store import ArraySpec, Store, StoreError
 from teachcache.stages.common.device import autocast_dtype, resolve_device
 from teachcache.stages.common.distributed import RankInfo
-from teachcache.stages.extract.components import frame_spec, store_components, text_spec
+from teachcache.stages.extract.components import store_components, text_spec
 from teachcache.stages.extract.config import ExtractConfig
-from teachcache.stages.extract.encoders import TEXT_ENCODERS
-from teachcache.stages.extract.encoders.open_clip import FrameEncoder
+from teachcache.stages.extract.encoders import FRAME_ENCODERS, TEXT_ENCODERS
 from teachcache.stages.extract.phases import PHASES, PhaseContext
 from teachcache.stages.extract.phases.base import Encoders
 from teachcache.stages.extract.scheduler import ShardScheduler
@@ -174,7 +173,7 @@ class Extractor:
     def check_models(self) -> None:
         """Refuse, without loading them, models whose weights cannot be had (offline: at once)."""
         for f in self.cfg.frame_encoders.values():
-            FrameEncoder.check_available(frame_spec(f))
+            FRAME_ENCODERS.get(f.kind).available(f)
         for t in self.cfg.text_encoders.values():
             TEXT_ENCODERS.get(t.kind).check_available(text_spec(t))
 

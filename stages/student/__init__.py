@@ -12,4 +12,4 @@ from teachcache.cache.registry import Registry
 
 VIDEO_HEADS: Registry[Any] = Registry("video head")
 VIDEO_HEADS.add("meanP", "teachcache.stages.student.model:MeanPooling", "CLIP4Clip's meanP: the masked mean of the normalised frames")
-VIDEO_HEADS.add("seqTransf", "teachcache.stages.student.model:SeqTransf", "CLIP4Clip's seqTransf: 4 transformer layers over the frames, then meanP")
+VIDEO_HEADS.add("seqTransf", "teachcache.stages.student.model:seq_transf", "CLIP4Clip's seqTransf: 4 transformer layers over the frames, then meanP")

@@ -15,9 +15,13 @@ from teachcache.stages.student.objectives import OBJECTIVES
 @dataclass
 class StudentConfig:
     video_head: str = opt("seqTransf", "how the frames become one video vector", VIDEO_HEADS)
-    layers: int = opt(4, "seqTransf: residual transformer layers over the frames")
-    heads: int = opt(4, "seqTransf: attention heads (must divide the frame width)")
-    max_frames: int = opt(64, "seqTransf: size of the frame position embedding table")
+    layers: int = opt(4, "seqTransf: residual transformer layers over the frames (CLIP4Clip's cross module: QuickGELU, LayerNorm eps 1e-12)")
+    heads: int = opt(0, "seqTransf: attention heads (must divide the frame width); 0 = CLIP4Clip's width // 64")
+    max_frames: int = opt(77, "seqTransf: size of the frame position embedding table (CLIP4Clip: CLIP's context length, 77)")
+    init: str = opt(
+        "",
+        "start the heads from a file: a CLIP4Clip or TeachCLIP checkpoint (seqTransf, AFA, scale) or any CLIP state dict (seqTransf from its text tower's first layers, as CLIP4Clip); \"\" = CLIP4Clip's random init",
+    )
     video_projection: bool = opt(True, "a linear video projection (identity-initialised): meanP has no other trainable video parameter")
     afa: bool = opt(True, "TeachCLIP's attentional frame aggregation instead of the plain mean")
     afa_masked: bool = opt(True, "mask padded frames in both AFA softmaxes (TeachCLIP does not: false reproduces it)")

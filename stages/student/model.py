@@ -16,7 +16,7 @@ from torch import nn
 from teachcache.cache import schema
 from teachcache.cache.errors import ConfigError
 from teachcache.cache.store import Store
-from teachcache.stages.common.layers import TemporalEncoder, identity_linear
+from teachcache.stages.common.layers import CrossTransformer, cross_heads, identity_linear, temporal_module
 from teachcache.stages.student import VIDEO_HEADS
 from teachcache.stages.student.config import StudentConfig
 
@@ -33,26 +33,26 @@ class MeanPooling(nn.Module):
         return frames
 
 
-class SeqTransf(TemporalEncoder):
-    """``seqTransf``: CLIP4Clip's temporal transformer over the frames (output + input)."""
-
-    def __init__(self, config: StudentConfig, dim: int):
-        if dim % config.heads:
-            raise ConfigError(f"train.student.heads = {config.heads} does not divide the frame width {dim}")
-        super().__init__(dim, config.layers, config.heads, config.max_frames)
+def seq_transf(config: StudentConfig, dim: int) -> CrossTransformer:
+    """``seqTransf``: CLIP4Clip's cross module over the frames (output + input), official names
+    (``frame_position_embeddings``, ``transformerClip``), CLIP4Clip's initialisation."""
+    heads = config.heads or cross_heads(dim)
+    if dim % heads:
+        raise ConfigError(f"train.student.heads = {config.heads} does not divide the frame width {dim}")
+    return temporal_module(dim, config.layers, heads, config.max_frames)
 
 
 class AFA(nn.Module):
-    """Attentional frame aggregation: ``a_f = Linear(D->1)(ReLU(Linear(D->D)(phi_f)))``."""
+    """Attentional frame aggregation: ``a_f = frameLinear2(ReLU(frameLinear(phi_f)))`` (TeachCLIP's names)."""
 
     def __init__(self, dim: int):
         super().__init__()
-        self.hidden = nn.Linear(dim, dim)
-        self.score = nn.Linear(dim, 1)
+        self.frameLinear = nn.Linear(dim, dim)
+        self.frameLinear2 = nn.Linear(dim, 1)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Frame logits [B, F] (before any softmax)."""
-        return self.score(F.relu(self.hidden(frames))).squeeze(-1)
+        return self.frameLinear2(F.relu(self.frameLinear(frames))).squeeze(-1)
 
 
 class Student(nn.Module):

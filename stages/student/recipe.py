@@ -35,6 +35,7 @@ from teachcache.stages.common.distributed import RankInfo, gather_rows, rank_siz
 from teachcache.stages.student.config import TrainConfig
 from teachcache.stages.student.denoise import denoised_rows
 from teachcache.stages.student.evaluate import evaluate, left_out_warnings, metrics_table, selection_warnings
+from teachcache.stages.student.init import initialise
 from teachcache.stages.student.model import Student
 from teachcache.stages.student.objectives import OBJECTIVES
 from teachcache.stages.student.objectives.bank import TeacherBank
@@ -138,7 +139,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         objective = build_objective(cfg)
         bank = TeacherBank(objective.teachers(), store, device)
-        student = Student.for_store(cfg.student, store, cfg.text, cfg.frames).to(device)
+        student = Student.for_store(cfg.student, store, cfg.text, cfg.frames)
+        if cfg.student.init:
+            initialise(student, cfg.student.init)
+        student = student.to(device)
         embedder: torch.nn.Module = BatchEmbedder(student)
         if rank.world > 1:
             embedder = torch.nn.parallel.DistributedDataParallel(embedder, device_ids=[device.index] if device.type == "cuda" else None)

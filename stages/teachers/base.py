@@ -19,11 +19,12 @@ from teachcache.cache import schema
 from teachcache.cache.errors import TeachcacheError
 from teachcache.cache.schema import ROW_KEYS
 from teachcache.cache.store import ArraySpec, Store
-from teachcache.stages.common.layers import TemporalEncoder, identity_linear
+from teachcache.stages.common.layers import identity_linear, temporal_module
 from teachcache.stages.teachers.config import TeacherConfig
 
-__all__ = ["FrameHead", "TeacherError", "TeacherHead"]
+__all__ = ["FrameHead", "TeacherError", "TeacherHead", "nonzero", "official_cross_state"]
 MAX_SCALE = 100.0
+PADDING = ("official", "masked")
 
 
 class TeacherError(TeachcacheError, ValueError):
@@ -57,6 +58,8 @@ class TeacherHead(nn.Module):
             raise TeacherError(f"teacher {config.name!r} reads {schema.text(config.text)}, but no text encoder is named {config.text!r}")
         if config.checkpoint and not cls.learns:
             raise TeacherError(f"teacher {config.name!r}: a {cls.kind} head has no weights, so checkpoint must be empty")
+        if config.padding not in PADDING:
+            raise TeacherError(f"teacher {config.name!r}: padding = {config.padding!r}; choose one of {PADDING}")
         if config.temporal_layers < 0 or config.fit_epochs < 1 or config.fit_batch_size < 2:
             raise TeacherError(f"teacher {config.name!r}: temporal_layers >= 0, fit_epochs >= 1 and fit_batch_size >= 2 are needed")
 
@@ -124,8 +127,11 @@ class FrameHead(TeacherHead):
         self.text_dim = dims[schema.text(config.text)][-1]
         if self.learns:
             self.text_projection = identity_linear(self.text_dim, self.dim)
-            heads = next(h for h in (8, 4, 2, 1) if self.dim % h == 0)
-            self.temporal = TemporalEncoder(self.dim, config.temporal_layers, heads, self.num_frames) if config.temporal_layers else None
+            self.temporal = temporal_module(self.dim, config.temporal_layers, positions=self.positions()) if config.temporal_layers else None
+
+    def positions(self) -> int:
+        """Positions the temporal layer takes per video (one per frame)."""
+        return self.num_frames
 
     def sentence(self, text: dict[str, torch.Tensor]) -> torch.Tensor:
         """Sentence vectors at the frame width [Bt, D] (float32)."""
@@ -143,3 +149,29 @@ class FrameHead(TeacherHead):
         if self.learns and self.temporal is not None:
             frames = self.temporal(frames, mask)
         return frames, mask
+
+    def pooled_slots(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Which slots [.., N] a pooling the official code leaves unmasked reads: with ``padding =
+        "official"`` every slot whose stored features are not zero (the official encoder kinds store
+        padded frames and words), with ``"masked"`` the valid ones only."""
+        return features.norm(dim=-1) > 0 if self.config.padding == "official" else mask.bool()
+
+
+def nonzero(x: torch.Tensor) -> torch.Tensor:
+    """Vectors of norm zero (padding or a failed video stored as zeros, always masked) replaced
+    by ones, so that the official heads' plain ``x / ||x||`` stays finite; others unchanged."""
+    return torch.where(x.norm(dim=-1, keepdim=True) > 0, x, torch.ones_like(x))
+
+
+def official_cross_state(head: FrameHead, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An official checkpoint's seqTransf (``frame_position_embeddings``, ``transformerClip``)
+    under the head's ``temporal.`` names, refused when its layer count is not the config's."""
+    blocks = {k.split(".")[2] for k in state if k.startswith("transformerClip.resblocks.")}
+    if len(blocks) != head.config.temporal_layers:
+        raise TeacherError(f"teacher {head.config.name!r}: the checkpoint's seqTransf has {len(blocks)} layers; set temporal_layers = {len(blocks)}")
+    cross = {f"temporal.{k}": v.float() for k, v in state.items() if k.startswith(("frame_position_embeddings.", "transformerClip."))}
+    own = head.state_dict()
+    rows = "temporal.frame_position_embeddings.weight"
+    if rows in cross and rows in own and cross[rows].shape[0] < own[rows].shape[0]:
+        raise TeacherError(f"teacher {head.config.name!r}: the checkpoint's seqTransf has {cross[rows].shape[0]} positions, fewer than the {own[rows].shape[0]} this store needs")
+    return cross

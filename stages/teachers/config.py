@@ -15,8 +15,14 @@ class TeacherConfig:
     frames: str = opt("clip", "name of the frame encoder whose features the teacher reads (captions, blackbox: unused)")
     text: str = opt("clip", "name of the text encoder whose sentence (and, xclip, word) vectors the teacher reads")
     scale: float = opt(100.0, "logit scale (fixed for dual and captions; the initial, learnable one for fitted heads)")
-    temporal_layers: int = opt(0, "transformer layers over the frames before the head pools them (a teacher that sees order)")
-    checkpoint: str = opt("", 'safetensors head weights to load instead of fitting ("" = fit in stage one if the head learns)')
+    temporal_layers: int = opt(0, "seqTransf layers (CLIP4Clip's cross module) over the frames before the head pools them; an official checkpoint's own count (X-CLIP, TS2-Net: 4)")
+    padding: str = opt(
+        "official",
+        "xclip, xpool: padded words and frames take part in the pooling where the official code lets them (official; only where their features are stored: the official encoder kinds store them, others store zeros, left out) or never (masked)",
+    )
+    checkpoint: str = opt(
+        "", 'head weights to load instead of fitting: our safetensors, or an official X-CLIP, TS2-Net or X-Pool checkpoint ("" = fit in stage one if the head learns)'
+    )
     fit_epochs: int = opt(10, "fitting: epochs of symmetric InfoNCE on the cached training split (best epoch on val)")
     fit_lr: float = opt(1e-3, "fitting: AdamW learning rate")
     fit_batch_size: int = opt(64, "fitting: videos (and captions) per step")

@@ -92,7 +92,10 @@ def _mixed_pool(sim: torch.Tensor, dim: int, mix: torch.Tensor, mask: torch.Tens
     logits = sim / XCLIP_TEMPERATURE
     if mask is not None:
         logits, sim = logits.masked_fill(~mask, float("-inf")), sim.masked_fill(~mask, 0.0)
-    weights = torch.softmax(logits, dim=dim).movedim(dim, -1) @ mix
+    weights = torch.softmax(logits, dim=dim)
+    if mask is not None:
+        weights = torch.nan_to_num(weights, nan=0.0)  # nothing valid: no weight
+    weights = weights.movedim(dim, -1) @ mix
     return (sim * weights.movedim(-1, dim)).sum(dim)
 
 
@@ -102,17 +105,20 @@ def xclip_similarity(
     frames: torch.Tensor,
     mask: torch.Tensor,
     head: Mapping[str, torch.Tensor],
-    cross: CrossTransformer,
+    cross: CrossTransformer | None,
     logit_scale: float | torch.Tensor,
     word_mask: torch.Tensor | None = None,
     frame_mask: torch.Tensor | None = None,
+    video: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The mean of X-CLIP's video-sentence, video-word, sentence-frame and frame-word logits [Bt, B].
 
     sentence [Bt, D] (end-of-text), words [Bt, L, D] (every position), frames [B, F, D] (raw
     CLIP frames), mask [B, F] (for seqTransf's video vector). As the official code, padding
-    words and padded frames take part unless ``word_mask`` [Bt, L] / ``frame_mask`` [B, F] are given."""
-    video = video_vector(cross(frames, mask), mask)
+    words and padded frames take part unless ``word_mask`` [Bt, L] / ``frame_mask`` [B, F] are given.
+    ``cross`` None: no seqTransf (meanP); ``video``: the video vectors [B, D], when already computed."""
+    if video is None:
+        video = video_vector(clip4clip_frames(frames, mask, cross), mask)
     sent, wrd, frm = l2n(sentence), l2n(words), l2n(frames)
     wm = None if word_mask is None else word_mask.bool()
     fm = None if frame_mask is None else frame_mask.bool()
@@ -159,6 +165,11 @@ def ts2net_similarity(text: torch.Tensor, tokens: torch.Tensor, mask: torch.Tens
     """TS2-Net's logits [Bt, B]: per video, the frames' cosines with the text weighted by
     ``softmax_f(4 * masked cosines / their norm over frames)`` (masked frames out)."""
     phi, m = ts2net_frames(tokens, mask, cross)
+    return ts2net_score(text, phi, m, logit_scale)
+
+
+def ts2net_score(text: torch.Tensor, phi: torch.Tensor, m: torch.Tensor, logit_scale: float | torch.Tensor) -> torch.Tensor:
+    """TS2-Net's logits [Bt, B] from the CLS slots phi [B, F, D] and the mask they use [B, F]."""
     sim = torch.einsum("vfd,td->vft", l2n(phi), l2n(text))  # [B, F, Bt]
     valid = m.bool().unsqueeze(-1)
     weights = sim * valid

@@ -1,44 +1,73 @@
-"""``ts2net``: TS2-Net-like frame-softmax similarity (docs/method.md section 3).
+"""``ts2net``: TS2-Net's similarity as its code computes it (docs/method.md section 3; the
+computation itself is ``official.ts2net_frames`` and ``official.ts2net_score``).
 
-``s_f = cos(t, f_f)``, ``T = scale * sum_f softmax_f(4 * s_f / ||s||) * s_f`` over valid
-frames, with ``||s||`` the L2 norm of the caption's frame similarities. Relevance = the
-softmax's logits ``4 * s_f / ||s||``. A text projection and an optional temporal layer
-(TS2-Net's token shift stands in as a transformer layer here) are ours.
+seqTransf (``temporal_layers`` cross layers) runs over every stored token of a video, frame
+after frame (TS2-Net's frame encoder stores each frame's CLS and its selected patches as
+``frame_tokens/<frames>``; other encoders give one token, the frame), and the CLS slots phi_f
+are scored: ``T = scale * sum_f softmax_f(4 s_f / ||s||) s_f`` with ``s_f = cos(t, phi_f)``
+over the valid frames (TS2-Net tiles the frame mask over the tokens as its code does).
+Relevance ``cos(t, phi_f)``, as TeachCLIP takes it from TS2-Net. An official TS2-Net
+checkpoint's head loads by name (``map_official``; its token selector belongs to the frame encoder).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
-from teachcache.stages.common.layers import masked_softmax
-from teachcache.stages.teachers.base import FrameHead
-
-SHARPNESS = 4.0
-
-
-def frame_softmax_logits(sims: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``4 * s_f / ||s||`` over the valid frames (the norm is taken over the last axis)."""
-    valid = sims.masked_fill(~mask, 0.0)
-    norm = valid.pow(2).sum(-1, keepdim=True).sqrt().clamp(min=1e-6)
-    return SHARPNESS * valid / norm
+from teachcache.cache import schema
+from teachcache.stages.teachers import official
+from teachcache.stages.teachers.base import FrameHead, nonzero, official_cross_state
+from teachcache.stages.teachers.config import TeacherConfig
 
 
 class TS2NetTeacher(FrameHead):
     kind = "ts2net"
     learns = True
 
-    def prepare_video(self, video) -> dict[str, torch.Tensor]:
-        frames, mask = self.frames(video)
-        return {"frames": F.normalize(frames, dim=-1), "mask": mask}
+    def __init__(self, config: TeacherConfig, dims: dict[str, tuple[int, ...]]):
+        token_shape = dims.get(schema.frame_tokens(config.frames))
+        self.tokens_per_frame = int(token_shape[1]) if token_shape else 1
+        super().__init__(config, dims)
 
-    def score(self, text, prepared) -> torch.Tensor:
-        sims = torch.einsum("td,vfd->tvf", F.normalize(self.sentence(text), dim=-1), prepared["frames"])
-        mask = prepared["mask"].unsqueeze(0).expand_as(sims)
-        weights = masked_softmax(frame_softmax_logits(sims, mask), mask)
-        return self.logit_scale() * (weights * sims).sum(-1)
+    def positions(self) -> int:
+        return self.num_frames * self.tokens_per_frame
 
-    def relevance(self, text, video) -> torch.Tensor:
-        frames, mask = self.frames(video)
-        sims = self.frame_cosine(text, frames)
-        return frame_softmax_logits(sims, mask).masked_fill(~mask, 0.0)
+    def video_inputs(self) -> list[str]:
+        tokens = [schema.frame_tokens(self.config.frames)] if self.tokens_per_frame > 1 else []
+        return [*super().video_inputs(), *tokens]
+
+    def map_official(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """An official TS2-Net checkpoint's head under our names (None if it is not one)."""
+        if not any(k.startswith("visual_token_selector.") for k in state):
+            return None
+        own = self.state_dict()
+        mapped = official_cross_state(self, state) | {k: own[k] for k in own if k.startswith("text_projection.")}
+        mapped["log_scale"] = state.get("clip.logit_scale", own["log_scale"]).reshape(own["log_scale"].shape).float()
+        return mapped
+
+    def cls_slots(self, video: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """phi at each frame's CLS slot [B, F, D] (after seqTransf over all tokens) and the mask the score uses [B, F]."""
+        mask = video[schema.frame_mask(self.config.frames)].bool()
+        if self.tokens_per_frame > 1:
+            tokens = video[schema.frame_tokens(self.config.frames)].float().flatten(1, 2)  # [B, F*T, D], frame after frame
+        else:
+            tokens = video[schema.frames(self.config.frames)].float()
+        if self.temporal is None:
+            return tokens[:, :: self.tokens_per_frame], mask
+        phi, tiled = official.ts2net_frames(tokens, mask, self.temporal)
+        return phi, tiled.bool()
+
+    def prepare_video(self, video: dict[str, Any]) -> dict[str, torch.Tensor]:
+        phi, mask = self.cls_slots(video)
+        return {"phi": nonzero(phi), "mask": mask}
+
+    def score(self, text: dict[str, Any], prepared: dict[str, torch.Tensor]) -> torch.Tensor:
+        return official.ts2net_score(self.sentence(text), prepared["phi"], prepared["mask"], self.logit_scale())
+
+    def relevance(self, text: dict[str, Any], video: dict[str, Any]) -> torch.Tensor:
+        """``cos(t_i, phi_f)`` at every CLS slot of video i (0 where phi is zero)."""
+        phi, _ = self.cls_slots(video)
+        return torch.einsum("nd,nfd->nf", F.normalize(self.sentence(text), dim=-1), F.normalize(phi, dim=-1))

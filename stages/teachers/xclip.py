@@ -1,37 +1,40 @@
-"""``xclip``: X-CLIP's multi-grained similarity (docs/method.md section 3).
+"""``xclip``: X-CLIP's multi-grained similarity as its code computes it (docs/method.md section 3;
+the computation itself is ``official.xclip_similarity``).
 
-The mean of four logits, each pooled by a softmax at temperature 0.01 whose weights are
-mixed by learned matrices (identity at the start), as in X-CLIP's code:
-sentence-video ``s W_g v``; video-word (softmax over words); sentence-frame (softmax over
-frames); word-frame (a [words, frames] matrix under ``W_local``, pooled over words then
-frames and over frames then words, averaged). Frames pass an optional temporal layer;
-the video vector is the mean of the normalised frames. Relevance ``cos(s, f_f)`` on the
-raw frames (docs/method.md section 3). Needs word features: ``tokens/<text>`` with ``token_mask/<text>``.
+The mean of four logits, each pooled by a softmax at temperature 0.01 whose weights are mixed
+by learned matrices (the identity at the start; X-CLIP's names): sentence-video
+``s global_mat_weight v``; video-word; sentence-frame; frame-word (a [words, frames] matrix
+under ``local_mat_weight``, pooled both ways). The video vector is seqTransf's (the
+``temporal_layers`` cross layers) masked mean; the frame and word logits read the raw frames
+and every word position. ``padding = "official"`` lets padded words and frames take part, as
+X-CLIP's code does, wherever their features are stored (the official encoder kinds store them);
+``"masked"`` leaves them out. Relevance ``cos(s, f)`` on the raw frames, as TeachCLIP takes it.
+Needs word features: ``tokens/<text>`` with ``token_mask/<text>``. An official X-CLIP
+checkpoint's head loads by name (``map_official``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from teachcache.cache import schema
-from teachcache.stages.common.layers import masked_mean_video, masked_softmax
-from teachcache.stages.teachers.base import FrameHead, TeacherError
+from teachcache.stages.teachers import official
+from teachcache.stages.teachers.base import FrameHead, TeacherError, nonzero, official_cross_state
 from teachcache.stages.teachers.config import TeacherConfig
 
-TEMPERATURE = 0.01
-
-
-def _eye(n: int) -> nn.Parameter:
-    return nn.Parameter(torch.eye(n))
-
-
-def weighted_pool(sims: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, dim: int) -> torch.Tensor:
-    """``sum_dim(sims * (softmax_dim(sims / 0.01) @ weight))`` with masked entries left out."""
-    attention = masked_softmax(sims / TEMPERATURE, mask, dim=dim)
-    mixed = torch.movedim(torch.movedim(attention, dim, -1) @ weight, -1, dim)
-    return (mixed * sims.masked_fill(~mask, 0.0)).sum(dim)
+WEIGHTS = {  # X-CLIP's mixing matrices and the axis each one spans
+    "global_mat_weight": "dim",
+    "word_logit_weight": "words",
+    "frame_logit_weight": "frames",
+    "local_mat_weight": "dim",
+    "frame_mat_weight": "frames",
+    "word_mat_weight": "words",
+    "frame_mat_weight2": "frames",
+    "word_mat_weight2": "words",
+}
 
 
 class XClipTeacher(FrameHead):
@@ -43,10 +46,9 @@ class XClipTeacher(FrameHead):
         self.num_words, token_dim = dims[schema.tokens(config.text)]
         if token_dim != self.text_dim:
             raise TeacherError(f"teacher {config.name!r} (xclip): {schema.tokens(config.text)} width {token_dim} != {schema.text(config.text)} width {self.text_dim}")
-        d, L, n = self.dim, self.num_words, self.num_frames
-        self.global_weight, self.local_weight = _eye(d), _eye(d)
-        self.word_weight, self.word_weight_fine, self.word_weight_fine2 = _eye(L), _eye(L), _eye(L)
-        self.frame_weight, self.frame_weight_fine, self.frame_weight_fine2 = _eye(n), _eye(n), _eye(n)
+        sizes = {"dim": self.dim, "words": self.num_words, "frames": self.num_frames}
+        for name, axis in WEIGHTS.items():
+            self.register_parameter(name, nn.Parameter(torch.eye(sizes[axis])))
 
     @classmethod
     def check_config(cls, config: TeacherConfig, frame_encoders: dict, text_encoders: dict) -> None:
@@ -57,33 +59,48 @@ class XClipTeacher(FrameHead):
     def text_inputs(self) -> list[str]:
         return [schema.text(self.config.text), schema.tokens(self.config.text), schema.token_mask(self.config.text)]
 
-    def words(self, text) -> tuple[torch.Tensor, torch.Tensor]:
-        words = self.text_projection(text[schema.tokens(self.config.text)].float())
-        return F.normalize(words, dim=-1), text[schema.token_mask(self.config.text)].bool()
+    def map_official(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """An official X-CLIP checkpoint's head under our names (None if it is not one): its
+        mixing matrices, seqTransf and ``clip.logit_scale``; the text projection stays the
+        identity (X-CLIP's towers share one width)."""
+        if "global_mat_weight" not in state:
+            return None
+        own = self.state_dict()
+        mapped = {name: state[name] for name in WEIGHTS}
+        mapped |= official_cross_state(self, state)
+        mapped |= {k: own[k] for k in own if k.startswith("text_projection.")}
+        mapped["log_scale"] = state.get("clip.logit_scale", own["log_scale"]).reshape(own["log_scale"].shape).float()
+        return mapped
 
-    def prepare_video(self, video) -> dict[str, torch.Tensor]:
-        frames, mask = self.frames(video)
-        return {"frames": F.normalize(frames, dim=-1), "video": F.normalize(masked_mean_video(frames, mask), dim=-1), "mask": mask}
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in WEIGHTS}
 
-    def score(self, text, prepared) -> torch.Tensor:
-        s = F.normalize(self.sentence(text), dim=-1)  # [Bt, D]
-        w, w_mask = self.words(text)  # [Bt, L, D], [Bt, L]
-        f, v, f_mask = prepared["frames"], prepared["video"], prepared["mask"]  # [Bv, F, D], [Bv, D], [Bv, F]
-        bt, bv = s.shape[0], f.shape[0]
-        sentence_video = s @ self.global_weight @ v.T
-        words_mask = w_mask[:, None, :].expand(bt, bv, -1)
-        video_word = weighted_pool(torch.einsum("tld,vd->tvl", w, v), words_mask, self.word_weight, dim=-1)
-        frames_mask = f_mask[None, :, :].expand(bt, bv, -1)
-        sentence_frame = weighted_pool(torch.einsum("td,vfd->tvf", s, f), frames_mask, self.frame_weight, dim=-1)
-        fine = torch.einsum("tld,de,vfe->tvlf", w, self.local_weight, f)
-        fine_mask = words_mask[..., None] & frames_mask[:, :, None, :]
-        per_frame = weighted_pool(fine, fine_mask, self.word_weight_fine, dim=2)  # [Bt, Bv, F]
-        per_word = weighted_pool(fine, fine_mask, self.frame_weight_fine, dim=3)  # [Bt, Bv, L]
-        word_frame = 0.5 * (weighted_pool(per_frame, frames_mask, self.frame_weight_fine2, dim=-1) + weighted_pool(per_word, words_mask, self.word_weight_fine2, dim=-1))
-        return self.logit_scale() * (sentence_video + video_word + sentence_frame + word_frame) / 4
-
-    def relevance(self, text, video) -> torch.Tensor:
+    def prepare_video(self, video: dict[str, Any]) -> dict[str, torch.Tensor]:
         frames = video[schema.frames(self.config.frames)].float()
         mask = video[schema.frame_mask(self.config.frames)].bool()
-        cos = self.frame_cosine(text, frames)
-        return cos.masked_fill(~mask, 0.0)
+        phi = frames if self.temporal is None else self.temporal(frames, mask)
+        video_vector = official.l2n(nonzero(official.masked_mean(official.l2n(nonzero(phi)), mask)))  # a failed video: finite, masked later
+        return {"frames": nonzero(frames), "video": video_vector, "slots": self.pooled_slots(frames, mask)}
+
+    def score(self, text: dict[str, Any], prepared: dict[str, torch.Tensor]) -> torch.Tensor:
+        stored = text[schema.tokens(self.config.text)].float()
+        word_slots = self.pooled_slots(stored, text[schema.token_mask(self.config.text)])
+        frame_slots = prepared["slots"]
+        return official.xclip_similarity(
+            self.sentence(text),
+            nonzero(self.text_projection(stored)),
+            prepared["frames"],
+            frame_slots,
+            self.weights(),
+            None,
+            self.logit_scale(),
+            None if bool(word_slots.all()) else word_slots,  # all slots read: exactly the official (unmasked) path
+            None if bool(frame_slots.all()) else frame_slots,
+            video=prepared["video"],
+        )
+
+    def relevance(self, text: dict[str, Any], video: dict[str, Any]) -> torch.Tensor:
+        """``cos(s_i, f)`` over every frame of video i (0 where the stored frame is zero)."""
+        frames = video[schema.frames(self.config.frames)].float()
+        slots = self.pooled_slots(frames, video[schema.frame_mask(self.config.frames)])
+        return self.frame_cosine(text, frames).masked_fill(~slots, 0.0)

@@ -4,8 +4,10 @@ Shared LayerNorm on text t and frames; one-head attention
 ``a_f = softmax_f((W_q t).(W_k f_f) / sqrt(D))``, ``z = LN(W_o sum_f a_f W_v f_f)``,
 ``z = LN(z + dropout(W_lin z))``, ``T = scale * cos(t, z)``; relevance = the attention
 logits behind ``a_f``. W_q, W_k, W_v, W_o (and W_lin) start as the identity, zero bias.
-Padded frames are masked (X-Pool's uniform sampler never pads). A text projection to
-the frame width and an optional temporal layer before the pooling are ours.
+X-Pool masks no frame (its uniform sampler never pads; TeachCLIP feeds it zero-padded videos
+unmasked): with ``padding = "official"`` every frame whose features are stored takes part (the
+official encoder kinds store the padded ones), with ``"masked"`` the valid ones only. A text
+projection to the frame width and an optional temporal layer before the pooling are ours.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from teachcache.cache import schema
 from teachcache.stages.common.layers import identity_linear, masked_softmax
 from teachcache.stages.teachers.base import FrameHead
 from teachcache.stages.teachers.config import TeacherConfig
@@ -67,7 +70,8 @@ class XPoolTeacher(FrameHead):
     def prepare_video(self, video) -> dict[str, torch.Tensor]:
         frames, mask = self.frames(video)
         normed = self.norm_in(frames)
-        return {"keys": self.key(normed), "values": self.value(normed), "mask": mask}
+        slots = self.pooled_slots(video[schema.frames(self.config.frames)].float(), mask)
+        return {"keys": self.key(normed), "values": self.value(normed), "mask": slots}
 
     def _query(self, t: torch.Tensor) -> torch.Tensor:
         return self.query(self.norm_in(t)) / math.sqrt(self.dim)

@@ -79,11 +79,11 @@ from teachcache.stages.extract.run import run_extraction
 
 real, calls = encoders.FrameEncoder.encode, []
 
-def encode(self, frames):  # fails as a GPU out of memory would, while the worker decodes on
+def encode(self, frames, valid=None):  # fails as a GPU out of memory would, while the worker decodes on
     calls.append(1)
     if len(calls) > int(sys.argv[3]):
         raise RuntimeError("CUDA out of memory (simulated)")
-    return real(self, frames)
+    return real(self, frames, valid)
 
 encoders.FrameEncoder.encode = encode
 cfg = tiny_extract_config(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ class ModelSpec:
     tokenizer: str = ""
     output: str = ""
     max_words: int = 0  # text: tokens per caption, special tokens included (0 = the model's own limit)
+    heads: int = 0  # xpool: attention heads the checkpoint cannot tell (0 = ViT-B/32's)
 
 
 class TextEncoder:
@@ -188,6 +189,51 @@ def quiet_loading() -> Iterator[None]:
         root.setLevel(level)
         if bars:
             transformers_logging.enable_progress_bar()
+
+
+def checkpoint_file(path: str, what: str) -> Path:
+    """An official checkpoint named by a config, refused in one line when it is not there."""
+    if not path:
+        raise ConfigError(f"{what}: give pretrained = the official checkpoint file")
+    if not Path(path).is_file():
+        raise InputMissing(f"{what}: checkpoint file {path} not found")
+    return Path(path)
+
+
+def official_precision(device: torch.device, precision: str) -> str:
+    """An official tower's precision for the run's: float32 on the CPU, the autocast dtype on CUDA
+    (``fp32`` and ``fp16_official``, the official float16 towers, pass through)."""
+    if precision in ("fp32", "fp16_official"):
+        return precision
+    from teachcache.stages.common.device import autocast_dtype
+
+    dtype = autocast_dtype(device, precision)
+    return "fp32" if dtype is None else ("bf16" if dtype == torch.bfloat16 else "fp16")
+
+
+class OfficialFrameEncoder:
+    """What the frame encoders of official checkpoints share: ``pretrained`` is the file (checked,
+    hashed into the store's fingerprint), padded frame slots are run as the official loaders
+    pad them (blank, normalised-zero frames) and stored, so unmasked official heads read them."""
+
+    blank_padding = True  # padded slots are encoded (as zero pixels) and stored
+    tokens_per_frame = 0  # frame tokens stored beside each frame vector (frame_tokens/<name>)
+    options: ClassVar[tuple[str, ...]] = ()  # config fields beside the file that change the output
+
+    @classmethod
+    def available(cls, cfg: Any) -> None:
+        checkpoint_file(cfg.pretrained, f"frame encoder {cfg.name!r} ({cfg.kind})")
+
+    @classmethod
+    def identity(cls, cfg: Any) -> dict[str, Any]:
+        path = Path(cfg.pretrained)
+        weights = f"sha256:{hash_path(path)}" if path.is_file() else f"missing:{path}"
+        return {"kind": cfg.kind, "weights": weights, **{name: getattr(cfg, name) for name in cls.options}}
+
+
+def official_text_available(spec: ModelSpec, what: str) -> None:
+    """An official text tower's file (``pretrained``, or ``model``) must be there."""
+    checkpoint_file(spec.pretrained or spec.model, what)
 
 
 def package_available(module: str) -> None:

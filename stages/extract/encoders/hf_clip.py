@@ -21,8 +21,9 @@ from torch import nn
 from teachcache.cache.errors import ConfigError
 from teachcache.stages.common.checkpoints import read_checkpoint
 from teachcache.stages.common.checkpoints.base import OfficialCheckpoint, load_module
+from teachcache.stages.common.device import autocast
 from teachcache.stages.common.layers import QuickGELU
-from teachcache.stages.extract.encoders.base import ModelSpec, TextEncoder, hash_path
+from teachcache.stages.extract.encoders.base import ModelSpec, OfficialFrameEncoder, TextEncoder, checkpoint_file, hash_path, official_precision, official_text_available
 from teachcache.stages.extract.encoders.openai_clip import bpe_tokenizer, check_vocabulary, clip_geometry, normalise
 
 TEXT_HEADS, VISION_HEADS = 8, 12  # openai/clip-vit-base-patch32
@@ -181,11 +182,21 @@ def _spec_checkpoint(spec: ModelSpec, checkpoint: OfficialCheckpoint | None) -> 
     return checkpoint or read_checkpoint(spec.pretrained or spec.model)
 
 
-class HFClipFrameEncoder:
-    """X-Pool's image tower as a stage-one frame encoder: uint8 frames -> ``get_image_features`` [N, D]."""
+class HFClipFrameEncoder(OfficialFrameEncoder):
+    """X-Pool's image tower as a stage-one frame encoder: uint8 frames -> ``get_image_features`` [N, D]
+    (float32, as X-Pool runs it)."""
 
-    def __init__(self, checkpoint: OfficialCheckpoint | str | Path, device: torch.device | None = None, batch_size: int = 256, vision_heads: int = VISION_HEADS):
-        self.device, self.batch_size = device or torch.device("cpu"), batch_size
+    options = ("heads",)
+
+    @classmethod
+    def from_config(cls, cfg: Any, device: torch.device, precision: str, num_frames: int) -> HFClipFrameEncoder:
+        path = checkpoint_file(cfg.pretrained, f"frame encoder {cfg.name!r} (xpool)")
+        return cls(read_checkpoint(str(path)), device, cfg.batch_size, cfg.heads or VISION_HEADS, official_precision(device, precision))
+
+    def __init__(
+        self, checkpoint: OfficialCheckpoint | str | Path, device: torch.device | None = None, batch_size: int = 256, vision_heads: int = VISION_HEADS, precision: str = "fp32"
+    ):
+        self.device, self.batch_size, self.precision = device or torch.device("cpu"), batch_size, precision
         self.model = build_hf_clip(checkpoint, text_heads=None, vision_heads=vision_heads).to(self.device)
         ckpt = checkpoint if isinstance(checkpoint, OfficialCheckpoint) else read_checkpoint(str(checkpoint))
         self.geometry = clip_geometry(ckpt.hparams["image_size"])
@@ -193,7 +204,8 @@ class HFClipFrameEncoder:
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.image_features(pixels.to(self.device)).float()
+        with autocast(self.device, self.precision if self.precision in ("fp16", "bf16") else "fp32"):
+            return self.model.image_features(pixels.to(self.device)).float()
 
     def encode(self, frames: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros((len(frames), self.dim), np.float32)
@@ -221,14 +233,19 @@ class HFClipText(TextEncoder):
     (or ``spec.model``) is the checkpoint file."""
 
     packages = ("torch", "open_clip_torch")
+    cuts_words = True  # max_words: TeachCLIP feeds X-Pool CLIP4Clip's 32-token captions
 
-    def __init__(
-        self, spec: ModelSpec, device: torch.device, precision: str = "fp32", batch_size: int = 128, checkpoint: OfficialCheckpoint | None = None, text_heads: int = TEXT_HEADS
-    ):
+    @classmethod
+    def check_available(cls, spec: ModelSpec) -> None:
+        official_text_available(spec, "text encoder (xpool)")
+
+    def __init__(self, spec: ModelSpec, device: torch.device, precision: str = "fp32", batch_size: int = 128, checkpoint: OfficialCheckpoint | None = None, text_heads: int = 0):
+        text_heads = text_heads or spec.heads or TEXT_HEADS
         self.checkpoint = _spec_checkpoint(spec, checkpoint)
         self.device, self.batch_size = device, batch_size
         self.model = build_hf_clip(self.checkpoint, text_heads=text_heads, vision_heads=None).to(device)
         self.dim = int(self.checkpoint.hparams["embed_dim"])
+        self.max_words = min(spec.max_words or self.checkpoint.hparams["context_length"], self.checkpoint.hparams["context_length"])
 
     @classmethod
     def weights_identity(cls, spec: ModelSpec) -> str:
@@ -236,7 +253,7 @@ class HFClipText(TextEncoder):
         return f"sha256:{hash_path(path)}" if path.exists() else f"missing:{path}"
 
     def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        return xpool_token_ids(texts, self.checkpoint.hparams["context_length"], check_vocabulary(self.checkpoint))
+        return xpool_token_ids(texts, self.max_words, check_vocabulary(self.checkpoint))
 
     @torch.inference_mode()
     def encode_ids(self, ids: np.ndarray | torch.Tensor, attention_mask: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:

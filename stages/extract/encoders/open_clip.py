@@ -110,7 +110,20 @@ def load_open_clip(model: str, pretrained: str, seed: int, device: str) -> tuple
 class FrameEncoder:
     """An open_clip image tower: uint8 frames in, projected (unnormalised) features out."""
 
-    check_available = staticmethod(open_clip_available)
+    blank_padding = False  # padded frame slots are stored as zeros
+    tokens_per_frame = 0  # no frame tokens beside the frame vector
+
+    @classmethod
+    def from_config(cls, cfg: Any, device: torch.device, precision: str, num_frames: int) -> FrameEncoder:
+        return cls(ModelSpec(cfg.model, cfg.pretrained, cfg.seed), device, precision, cfg.batch_size)
+
+    @classmethod
+    def available(cls, cfg: Any) -> None:
+        open_clip_available(ModelSpec(cfg.model, cfg.pretrained, cfg.seed))
+
+    @classmethod
+    def identity(cls, cfg: Any) -> dict[str, Any]:
+        return open_clip_identity(ModelSpec(cfg.model, cfg.pretrained, cfg.seed))
 
     def __init__(self, spec: ModelSpec, device: torch.device, precision: str = "auto", batch_size: int = 256):
         self.spec, self.device, self.precision, self.batch_size = spec, device, precision, batch_size
@@ -126,7 +139,7 @@ class FrameEncoder:
         self.dim = int(self.model.visual.output_dim)
 
     @torch.inference_mode()
-    def encode(self, frames: np.ndarray) -> np.ndarray:
+    def encode(self, frames: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Encode uint8 frames [N, S, S, 3] (already resized and cropped) to float32 [N, D]."""
         out = np.zeros((len(frames), self.dim), dtype=np.float32)
         for start in range(0, len(frames), self.batch_size):

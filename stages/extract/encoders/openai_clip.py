@@ -25,7 +25,7 @@ from teachcache.stages.common.checkpoints.base import OfficialCheckpoint, load_m
 from teachcache.stages.common.device import autocast
 from teachcache.stages.common.layers import LayerNorm, Transformer, causal_mask
 from teachcache.stages.extract.decode import GeometrySpec
-from teachcache.stages.extract.encoders.base import ModelSpec, TextEncoder, hash_path
+from teachcache.stages.extract.encoders.base import ModelSpec, OfficialFrameEncoder, TextEncoder, checkpoint_file, hash_path, official_precision, official_text_available
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -154,9 +154,14 @@ def clip_geometry(image_size: int) -> GeometrySpec:
     return GeometrySpec(image_size=image_size, interpolation="bicubic", resize_mode="shortest")
 
 
-class OpenAIClipFrameEncoder:
+class OpenAIClipFrameEncoder(OfficialFrameEncoder):
     """The visual tower of an official checkpoint as a stage-one frame encoder: uint8 frames in,
     the CLS feature after the projection (not normalised) out."""
+
+    @classmethod
+    def from_config(cls, cfg: Any, device: torch.device, precision: str, num_frames: int) -> OpenAIClipFrameEncoder:
+        path = checkpoint_file(cfg.pretrained, f"frame encoder {cfg.name!r} (clip4clip)")
+        return cls(read_checkpoint(str(path)), device, official_precision(device, precision), cfg.batch_size)
 
     def __init__(self, checkpoint: OfficialCheckpoint | str | Path, device: torch.device | None = None, precision: str = "fp32", batch_size: int = 256):
         self.checkpoint = as_checkpoint(checkpoint)
@@ -219,8 +224,13 @@ class OpenAIClipText(TextEncoder):
     gives_tokens = True
     cuts_words = True
 
+    @classmethod
+    def check_available(cls, spec: ModelSpec) -> None:
+        official_text_available(spec, "text encoder (clip4clip)")
+
     def __init__(self, spec: ModelSpec, device: torch.device, precision: str = "fp32", batch_size: int = 128, checkpoint: OfficialCheckpoint | None = None):
         self.checkpoint = checkpoint or read_checkpoint(spec.pretrained or spec.model)
+        precision = official_precision(device, precision)
         self.device, self.precision, self.batch_size = device, precision, batch_size
         self.tower = build_text(self.checkpoint, precision).to(device)
         h = self.checkpoint.hparams

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from teachcache.cache.errors import ConfigError
+from teachcache.stages.common.checkpoints import read_checkpoint
 from teachcache.stages.common.checkpoints.base import CheckpointError, OfficialCheckpoint, load_module
+from teachcache.stages.extract.encoders.base import OfficialFrameEncoder, checkpoint_file, hash_path, official_precision
 from teachcache.stages.extract.encoders.openai_clip import VisualTower, as_checkpoint, build_visual, clip_geometry, normalise
 
 VARIANTS = ("ts2net", "teachclip")
@@ -155,10 +158,37 @@ def build_ts2net_visual(
     return TS2NetVisual(tower, predictor.eval().requires_grad_(False), frames, shift, k, samples, sigma).eval()
 
 
-class TS2NetFrameEncoder:
+class TS2NetFrameEncoder(OfficialFrameEncoder):
     """TS2-Net's visual backbone as a stage-one frame encoder. Frames come as whole videos of
     ``frames`` each (padding included: ``valid`` false gives a zero frame, as the official loader).
     ``encode``: the CLS per frame [N, D]; ``encode_tokens``: [CLS, 3 selected] per frame [N, 4, D]."""
+
+    options = ("variant", "tokens", "sigma", "noise_seed")
+
+    @classmethod
+    def from_config(cls, cfg: Any, device: torch.device, precision: str, num_frames: int) -> TS2NetFrameEncoder:
+        path = checkpoint_file(cfg.pretrained, f"frame encoder {cfg.name!r} (ts2net)")
+        fill = str(checkpoint_file(cfg.fill, f"frame encoder {cfg.name!r} (ts2net, teachclip variant): fill")) if cfg.variant == "teachclip" else None
+        enc = cls(
+            read_checkpoint(str(path)), device, official_precision(device, precision), cfg.batch_size, num_frames, variant=cfg.variant, fill=fill, sigma=cfg.sigma, k=cfg.tokens
+        )
+        enc.noise_seed = cfg.noise_seed
+        return enc
+
+    @classmethod
+    def available(cls, cfg: Any) -> None:
+        super().available(cfg)
+        if cfg.variant not in VARIANTS:
+            raise ConfigError(f"frame encoder {cfg.name!r}: unknown TS2-Net variant {cfg.variant!r}; choose one of {VARIANTS}")
+        if cfg.variant == "teachclip":
+            checkpoint_file(cfg.fill, f"frame encoder {cfg.name!r} (ts2net, teachclip variant): fill")
+
+    @classmethod
+    def identity(cls, cfg: Any) -> dict[str, Any]:
+        out = super().identity(cfg)
+        if cfg.variant == "teachclip":
+            out["fill"] = f"sha256:{hash_path(Path(cfg.fill))}" if Path(cfg.fill).is_file() else f"missing:{cfg.fill}"
+        return out
 
     def __init__(
         self, checkpoint: OfficialCheckpoint | str | Path, device: torch.device | None = None, precision: str = "fp32", batch_size: int = 240, frames: int = 12, **options
@@ -167,6 +197,8 @@ class TS2NetFrameEncoder:
         self.device, self.precision, self.frames = device or torch.device("cpu"), precision, frames
         self.batch_size = max(frames, batch_size - batch_size % frames)  # whole videos per batch
         self.model = build_ts2net_visual(self.checkpoint, frames, precision=precision, **options).to(self.device)
+        self.tokens_per_frame = 1 + self.model.k
+        self.noise_seed = 0  # shard s of a store draws its selection noise from noise_seed + s
         self.geometry = clip_geometry(self.checkpoint.hparams["image_size"])
         self.dim = int(self.checkpoint.hparams["embed_dim"])
 

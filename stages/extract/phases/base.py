@@ -4,6 +4,7 @@ scheduler, lazily built encoders) and the ``Phase`` interface (its arrays, its w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,11 +12,10 @@ import torch
 from teachcache.cache.manifest import Manifest
 from teachcache.cache.store import ArraySpec, Store
 from teachcache.stages.common.distributed import RankInfo
-from teachcache.stages.extract.components import frame_spec, text_spec
+from teachcache.stages.extract.components import text_spec
 from teachcache.stages.extract.config import ExtractConfig
-from teachcache.stages.extract.encoders import build_text_encoder
+from teachcache.stages.extract.encoders import build_frame_encoder, build_text_encoder
 from teachcache.stages.extract.encoders.base import TextEncoder
-from teachcache.stages.extract.encoders.open_clip import FrameEncoder
 from teachcache.stages.extract.scheduler import ShardScheduler
 
 
@@ -24,13 +24,13 @@ class Encoders:
 
     def __init__(self, cfg: ExtractConfig, device: torch.device):
         self.cfg, self.device = cfg, device
-        self._frames: dict[str, FrameEncoder] = {}
+        self._frames: dict[str, Any] = {}  # a FRAME_ENCODERS kind each
         self._texts: dict[str, TextEncoder] = {}
 
-    def frames(self, name: str) -> FrameEncoder:
+    def frames(self, name: str) -> Any:
         if name not in self._frames:
             f = self.cfg.frame_encoders[name]
-            self._frames[name] = FrameEncoder(frame_spec(f), self.device, self.cfg.precision, f.batch_size)
+            self._frames[name] = build_frame_encoder(f, self.device, self.cfg.precision, self.cfg.sampling.num_frames)
         return self._frames[name]
 
     def text(self, name: str) -> TextEncoder:

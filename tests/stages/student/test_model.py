@@ -89,10 +89,10 @@ def test_afa_aggregates_at_temperature_point_one():
 def test_seqtransf_adds_its_input_back():
     _, frames, mask = _inputs()
     s = Student(StudentConfig(heads=4, video_projection=False), 6, 8)
-    for layer in s.temporal.layers.layers:  # zero every residual branch: the transformer becomes the identity
-        torch.nn.init.zeros_(layer.self_attn.out_proj.weight)
-        torch.nn.init.zeros_(layer.self_attn.out_proj.bias)
-        torch.nn.init.zeros_(layer.linear2.weight)
-        torch.nn.init.zeros_(layer.linear2.bias)
-    torch.nn.init.zeros_(s.temporal.positions.weight)
+    for block in s.temporal.transformerClip.resblocks:  # zero every residual branch: the transformer becomes the identity
+        torch.nn.init.zeros_(block.attn.out_proj.weight)
+        torch.nn.init.zeros_(block.attn.out_proj.bias)
+        torch.nn.init.zeros_(block.mlp.c_proj.weight)
+        torch.nn.init.zeros_(block.mlp.c_proj.bias)
+    torch.nn.init.zeros_(s.temporal.frame_position_embeddings.weight)
     torch.testing.assert_close(s.frame_features(frames, mask), 2 * frames)  # output (= input) + input

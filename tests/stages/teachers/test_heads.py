@@ -10,7 +10,7 @@ from teachcache.cache.errors import UnknownKind
 from teachcache.stages.common.data import CAPTION_ROW, VIDEO_ROW
 from teachcache.stages.teachers.base import TeacherError
 from teachcache.stages.teachers.config import TeacherConfig
-from teachcache.stages.teachers.heads import build_teacher
+from teachcache.stages.teachers.heads import build_teacher, teacher_class
 
 SQRT3 = math.sqrt(3.0)
 
@@ -57,26 +57,41 @@ def test_teachtext_starts_as_the_dual_score_and_learns_its_scale():
 
 # ----- ts2net ---------------------------------------------------------------------------------
 def test_ts2net_weights_frames_by_softmax_of_4_s_over_norm():
-    # cos with the caption: 0.6 and 0.8 (norm 1); a padded third frame must not count
+    # cos with the caption: 0.6 and 0.8 (norm 1); a padded third frame must not count in the score
     text, video = _inputs([[1.0, 0.0]], [[[0.6, 0.8], [0.8, 0.6], [1.0, 0.0]]], [[True, True, False]])
     head = _head("ts2net", frames=3, scale=10.0)
     w = torch.softmax(torch.tensor([2.4, 3.2]), 0)
     torch.testing.assert_close(head.logits(text, video), 10.0 * (w[0] * 0.6 + w[1] * 0.8).view(1, 1))
-    torch.testing.assert_close(head.relevance(text, video), torch.tensor([[2.4, 3.2, 0.0]]))
+    # relevance as TeachCLIP takes it: the cosines at every slot (unmasked), 0 where nothing is stored
+    torch.testing.assert_close(head.relevance(text, video), torch.tensor([[0.6, 0.8, 1.0]]))
+    video["frames/f"][0, 2] = 0.0
+    torch.testing.assert_close(head.relevance(text, video), torch.tensor([[0.6, 0.8, 0.0]]))
 
 
 # ----- xpool ----------------------------------------------------------------------------------
 def test_xpool_relevance_is_the_scaled_dot_of_layer_normed_query_and_key():
     # D = 4: LN([4,0,0,0]) = [3,-1,-1,-1]/sqrt3, LN([0,4,0,0]) = [-1,3,-1,-1]/sqrt3; / sqrt(D) = 2
     text, video = _inputs([[4.0, 0, 0, 0]], [[[0, 4.0, 0, 0], [4.0, 0, 0, 0], [7.0, 1, 2, 3]]], [[True, True, False]])
-    r = _head("xpool", text_dim=4, frame_dim=4, frames=3).relevance(text, video)
+    r = _head("xpool", text_dim=4, frame_dim=4, frames=3, padding="masked").relevance(text, video)
     torch.testing.assert_close(r, torch.tensor([[-2 / 3, 2.0, 0.0]]), atol=1e-4, rtol=1e-4)
+
+
+def test_official_padding_lets_stored_padded_frames_in_and_zero_ones_out():
+    # X-Pool masks no frame: a padded frame whose features are stored (official encoders) takes part
+    text, video = _inputs([[4.0, 0, 0, 0]], [[[0, 4.0, 0, 0], [4.0, 0, 0, 0], [7.0, 1, 2, 3]]], [[True, True, False]])
+    official, masked = (_head("xpool", text_dim=4, frame_dim=4, frames=3, padding=p) for p in ("official", "masked"))
+    assert official.relevance(text, video)[0, 2] != 0 and not torch.allclose(official.logits(text, video), masked.logits(text, video))
+    video["frames/f"][0, 2] = 0.0  # zeros (open_clip's padding): left out either way
+    torch.testing.assert_close(official.logits(text, video), masked.logits(text, video))
+    bad = TeacherConfig(name="h", kind="xpool", frames="f", text="t", padding="some")
+    with pytest.raises(TeacherError, match="padding = 'some'; choose one of"):
+        teacher_class(bad).check_config(bad, {"f": None}, {"t": None})
 
 
 def test_xpool_with_one_valid_frame_pools_that_frame():
     # attention on the only valid frame; at identity weights z = LN(f) -> T = scale * cos(t, LN(f))
     text, video = _inputs([[4.0, 0, 0, 0]], [[[0, 4.0, 0, 0], [9.0, 9, 0, 0]]], [[True, False]])
-    head = _head("xpool", text_dim=4, frame_dim=4, scale=100.0)
+    head = _head("xpool", text_dim=4, frame_dim=4, scale=100.0, padding="masked")
     expected = 100 * (-1 / SQRT3) / 2  # LN(f) = [-1,3,-1,-1]/sqrt3 has norm 2; t/|t| = e1
     torch.testing.assert_close(head.logits(text, video), torch.tensor([[expected]]), atol=1e-3, rtol=1e-4)
     video["frames/f"][0, 1] = torch.tensor([-5.0, 2, 8, 1])  # the padded frame is ignored
@@ -84,8 +99,8 @@ def test_xpool_with_one_valid_frame_pools_that_frame():
 
 
 # ----- xclip ----------------------------------------------------------------------------------
-def _xclip(words, word_mask, frames, mask, text):
-    head = _head("xclip", frames=len(frames[0]), scale=10.0, dims={"tokens/t": (len(words[0]), 2), "token_mask/t": (len(words[0]),)})
+def _xclip(words, word_mask, frames, mask, text, padding="masked"):
+    head = _head("xclip", frames=len(frames[0]), scale=10.0, padding=padding, dims={"tokens/t": (len(words[0]), 2), "token_mask/t": (len(words[0]),)})
     t, v = _inputs(text, frames, mask)
     t |= {"tokens/t": torch.tensor(words), "token_mask/t": torch.tensor(word_mask)}
     return head, t, v
