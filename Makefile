@@ -80,6 +80,7 @@ bench: setup
 	$(BIN)/python bench/cache_payoff.py --out runs/bench
 	$(BIN)/python bench/loader.py --out runs/bench
 	$(BIN)/python bench/retrieval.py --out runs/bench
+	$(BIN)/python bench/official_backbones.py --out runs/bench
 
 clean:
 	rm -rf runs data/demo $(LINT_TREE)

@@ -41,7 +41,8 @@ TEACHER_MODELS = {"xclip": "xclip", "ts2net": "ts2net", "xpool": "xpool"}  # che
 @dataclass
 class OfficialModel:
     """An official checkpoint's frame encoder, text encoder and head (a teacher head, or for
-    CLIP4Clip and TeachCLIP the student), float32 on ``device`` by default."""
+    CLIP4Clip and TeachCLIP the student), float32 on ``device`` by default; the arrays it
+    returns live on ``device``."""
 
     checkpoint: OfficialCheckpoint
     frames: Any
@@ -54,9 +55,9 @@ class OfficialModel:
         """Token ids [Bt, L] -> ``text/t`` [Bt, D] and, for the OpenAI towers, every position
         ``tokens/t`` [Bt, L, D] with ``token_mask/t`` (X-Pool: its ``attention_mask``)."""
         if isinstance(self.text, HFClipText):
-            return {schema.text(TEXT): self.text.encode_ids(ids, attention_mask).cpu()}
+            return {schema.text(TEXT): self.text.encode_ids(ids, attention_mask)}
         eot, hidden = self.text.encode_ids(ids)
-        return {schema.text(TEXT): eot.cpu(), schema.tokens(TEXT): hidden.cpu(), schema.token_mask(TEXT): torch.as_tensor(ids).cpu() > 0}
+        return {schema.text(TEXT): eot, schema.tokens(TEXT): hidden, schema.token_mask(TEXT): torch.as_tensor(ids, device=self.device) > 0}
 
     @torch.inference_mode()
     def video_arrays(self, pixels: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -65,17 +66,21 @@ class OfficialModel:
         TS2-Net ``frame_tokens/f`` [B, F, 1+k, D] (its selection noise from ``generator``)."""
         b, f = mask.shape
         flat = pixels.reshape(b * f, *pixels.shape[2:]).to(self.device)
-        out = {schema.frame_mask(FRAMES): mask.bool().cpu()}
+        out = {schema.frame_mask(FRAMES): mask.bool().to(self.device)}
         if isinstance(self.frames, TS2NetFrameEncoder):
-            tokens = self.frames.model(flat, generator).float().cpu().view(b, f, -1, self.frames.dim)
+            tokens = self.frames.model(flat, generator).float().view(b, f, -1, self.frames.dim)
             out |= {schema.frame_tokens(FRAMES): tokens, schema.frames(FRAMES): tokens[:, :, 0]}
         else:
-            out[schema.frames(FRAMES)] = self.frames.encode_pixels(flat).cpu().view(b, f, -1)
+            out[schema.frames(FRAMES)] = self.frames.encode_pixels(flat).view(b, f, -1)
         return out
+
+    def _on_device(self, arrays: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(v).to(self.device) for k, v in arrays.items()}
 
     @torch.inference_mode()
     def similarity(self, text: dict[str, torch.Tensor], video: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The head's logits [Bt, B] (the official similarity, logit scale included)."""
+        """The head's logits [Bt, B] (the official similarity, logit scale included), on the model's device."""
+        text, video = self._on_device(text), self._on_device(video)
         if isinstance(self.head, Student):
             return self.head(text[schema.text(TEXT)], video[schema.frames(FRAMES)], video[schema.frame_mask(FRAMES)])[0]
         return self.head.logits(text, video)
@@ -86,7 +91,7 @@ class OfficialModel:
         softmax at temperature 1 of it is the teaching distribution)."""
         if isinstance(self.head, Student):
             raise TypeError(f"{self.checkpoint.path} is a student ({self.checkpoint.model}); its frame weights are head.frame_logits")
-        return self.head.relevance(text, video)
+        return self.head.relevance(self._on_device(text), self._on_device(video))
 
 
 def load_official(path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32", frames: int = 0, heads: int = 0, **ts2net: Any) -> OfficialModel:
