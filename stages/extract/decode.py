@@ -431,10 +431,7 @@ class DecodePool:
 
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
-            if exc[0] is None:  # every task answered: let the workers finish starting and leave
-                self._pool.close()
-            else:  # an error mid-stream: kill the workers and what they decode
-                self._pool.stop()
+            self._pool.stop()  # kill the workers and anything still decoding (close() leaked blocks when an error came mid-stream)
             self._pool.join()
             self._pool = None
             self._sweep_blocks()

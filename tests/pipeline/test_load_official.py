@@ -53,3 +53,10 @@ def test_x_pool_from_its_own_hf_backbone():
     video = model.video_arrays(torch.from_numpy(inp["video"]), torch.ones(3, 12, dtype=torch.bool))
     _check(video["frames/f"], out["frame_embeds"], "frame_embeds")
     _check(model.similarity(text, video) / model.head.scale, out["sims_t2v"], "sims_t2v")
+
+
+def test_ts2net_at_sigma_0_is_the_hard_top_k():
+    ids, pixels, mask = clip4clip_inputs("ts2net")
+    model = load_official(checkpoint_path("ts2net"), sigma=0.0)
+    video = model.video_arrays(pixels.view(3, 12, 3, 224, 224), mask)  # no noise drawn: no generator needed
+    _check(model.similarity(model.text_arrays(ids), video), golden("ts2net")["sim_final_sigma0_fp32"], "ts2net sim_final_sigma0")
