@@ -93,6 +93,31 @@ def topk_score(teacher: str) -> str:
     return f"topk_score/{teacher}"
 
 
+def expert(name: str) -> str:
+    """videos: float32 [D] or [T, D], an imported video expert's features (zeros where the video lacks it, and after its tokens)."""
+    return f"expert/{name}"
+
+
+def expert_mask(name: str) -> str:
+    """videos: bool [] (the video has the expert) or [T] (its real tokens; all false: it lacks the expert)."""
+    return f"expert_mask/{name}"
+
+
+def teacher_video(teacher: str) -> str:
+    """videos: float32 [M, D], an imported multi-expert teacher's video embedding per modality (TeachText's vid_embds)."""
+    return f"teacher_video/{teacher}"
+
+
+def teacher_text(teacher: str) -> str:
+    """captions: float32 [M, D], its caption embedding per modality (text_embds)."""
+    return f"teacher_text/{teacher}"
+
+
+def teacher_mask(teacher: str) -> str:
+    """videos: bool [], the video is in the teacher's file (TeachText's files hold the training videos)."""
+    return f"teacher_mask/{teacher}"
+
+
 # ----- dimension names (xarray, dask and other readers see named axes) ----------------------------
 ROW_AXIS = {VIDEOS: "video", CAPTIONS: "caption"}
 TAIL_AXES = {  # per array family, the axes after the row axis
@@ -108,6 +133,11 @@ TAIL_AXES = {  # per array family, the axes after the row axis
     "scores": ("video",),
     "topk_video": ("rank",),
     "topk_score": ("rank",),
+    "expert": ("token", "dim"),
+    "expert_mask": ("token",),
+    "teacher_video": ("modality", "dim"),
+    "teacher_text": ("modality", "dim"),
+    "teacher_mask": (),
     KEYFRAMES: ("y", "x", "rgb"),
 }
 SHARED_AXES = {"video", "caption", "frame", "y", "x", "rgb"}  # one size in a whole store; the others are per owner
@@ -118,6 +148,8 @@ def dimension_names(name: str, rows: str, tail_len: int) -> tuple[str, ...]:
     differs between owners (a width, a word count) carries the owner's name, so every group of
     the store opens as one xarray Dataset."""
     axes = TAIL_AXES.get(family(name), ())
+    if len(axes) > tail_len and family(name) in ("expert", "expert_mask"):
+        axes = axes[len(axes) - tail_len :]  # a fixed-size expert has no token axis
     if len(axes) != tail_len:
         axes = tuple(f"axis{i}" for i in range(1, tail_len + 1))
     tail = tuple(axis if axis in SHARED_AXES else f"{axis}_{owner(name).replace('/', '_')}" for axis in axes)
@@ -154,12 +186,20 @@ def head_unit(teacher: str) -> str:
     return f"head/{teacher}"
 
 
+def import_unit(name: str, rows: str) -> str:
+    """Shards of an imported expert's, text's or teacher's arrays over one row kind."""
+    return f"import/{name}/{rows}"
+
+
 def relevance_unit(teacher: str) -> str:
     """caption shards: a teacher's relevance."""
     return f"relevance/{teacher}"
 
 
 # ----- files kept with the arrays ----------------------------------------------------------------
+IMPORT_MISSING_FILE = "import/missing.json"  # imported expert -> the ids of videos without it
+
+
 def head_file(teacher: str, suffix: str) -> str:
     """``heads/<teacher>.safetensors`` (weights) or ``heads/<teacher>.json`` (config, widths, fit, metrics)."""
     return f"heads/{teacher}.{suffix}"

@@ -121,6 +121,20 @@ def extract(config_path: str, overrides: tuple[str, ...], force: bool, strict: b
     click.echo(summary.line())
 
 
+@main.command("import-features")
+@config_options
+@click.option("--force", is_flag=True, help="rebuild the store from scratch instead of resuming")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@user_errors
+def import_features(config_path: str, overrides: tuple[str, ...], force: bool, quiet: bool) -> None:
+    """Stage one for released features: CE's expert, text and caption pickles and TeachText's
+    teacher files ([features]) into a store."""
+    from teachcache.stages.extract.importer import run_import
+
+    cfg = load_config(config_path, list(overrides))
+    click.echo(run_import(cfg.features, force=force, progress=not quiet).line())
+
+
 def _format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024:

@@ -1,8 +1,8 @@
 """The project config: typed dataclasses loaded from TOML, with ``key=value`` overrides.
 
 A config file has one table per part: ``[synth]`` (the generated data set), ``[prepare]`` (a
-benchmark's annotations -> manifests), ``[extract]`` (stage one), ``[train]`` (stage two) and
-``[ablate]`` (variants of stage two). Encoders and teachers are tables keyed by name
+benchmark's annotations -> manifests), ``[extract]`` (stage one), ``[features]`` (stage one for
+released features), ``[train]`` (stage two) and ``[ablate]`` (variants of stage two). Encoders and teachers are tables keyed by name
 (``[extract.teachers.xpool]``, ``--set extract.teachers.xpool.fit_lr=3e-4``); ablation
 variants are partial config tables. ``extends = "base.toml"`` builds on another file, tables
 merging key by key. A config is named by a path or by the name of a shipped one (``demo``:
@@ -23,7 +23,7 @@ from teachcache.cache.registry import Registry
 from teachcache.pipeline.prepare import PrepareConfig
 from teachcache.pipeline.synth import SynthConfig
 from teachcache.stages.common.options import opt
-from teachcache.stages.extract.config import ExtractConfig
+from teachcache.stages.extract.config import ExtractConfig, FeaturesConfig
 from teachcache.stages.student.config import TrainConfig
 
 SHIPPED = Path(__file__).parent / "configs"  # the configs that ship with the package
@@ -46,6 +46,7 @@ class Config:
     synth: SynthConfig = opt(SynthConfig(), "the generated demo data set (teachcache synth)")
     prepare: PrepareConfig = opt(PrepareConfig(), "a benchmark's annotation files -> the manifests in extract.data (teachcache prepare)")
     extract: ExtractConfig = opt(ExtractConfig(), "stage one: decoding, encoders, teachers, store")
+    features: FeaturesConfig = opt(FeaturesConfig(), "stage one for released features (teachcache import-features): CE's experts, text features, TeachText's teacher files")
     train: TrainConfig = opt(TrainConfig(), "stage two: the student, its objective and its training")
     ablate: AblateConfig = opt(AblateConfig(), "student variants trained over one cache (teachcache ablate)")
 

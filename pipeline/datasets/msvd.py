@@ -4,17 +4,17 @@
   (``-4wsuPCjDBc_5_15``: YouTube id, start and end seconds).
 - ``raw-captions.pkl``: a pickle of ``{video_id: [caption, ...]}`` where each caption is a
   list of tokens, joined with single spaces (plain strings are accepted too).
-A pickle can run code when loaded; this one is read by an unpickler that admits only
-dicts, lists, tuples and strings and refuses any other object.
+A pickle can run code when loaded; this one is read by ``cache.pickles``' plain unpickler,
+which admits only dicts, lists, tuples, strings and numbers.
 Videos are ``<video_id>.avi`` as distributed (any extension is found).
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from teachcache.cache.pickles import PickleRefused, load_pickle
 from teachcache.pipeline.datasets.common import AnnotatedVideo, AnnotationError, Annotations, expect, need_file, read_lines
 
 if TYPE_CHECKING:
@@ -22,13 +22,6 @@ if TYPE_CHECKING:
 
 CAPTIONS_FILE = "raw-captions.pkl"
 LIST_FILES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
-
-
-class PlainDataUnpickler(pickle.Unpickler):
-    """Unpickles only built-in containers and strings: any class or function reference is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refused to load {module}.{name}: this file may only hold dicts, lists and strings")
 
 
 def _check_plain(value: Any, depth: int = 0) -> bool:
@@ -46,10 +39,9 @@ def _check_plain(value: Any, depth: int = 0) -> bool:
 def load_plain_pickle(path: Path) -> Any:
     """Load a pickle that holds only dicts, lists and strings; anything else is an AnnotationError."""
     try:
-        with path.open("rb") as handle:
-            value = PlainDataUnpickler(handle).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise AnnotationError(f"{path}: not a plain pickle of captions ({exc})") from exc
+        value = load_pickle(path, "plain")
+    except PickleRefused as exc:
+        raise AnnotationError(f"{path}: not a plain pickle of captions ({exc.__cause__})") from exc
     expect(_check_plain(value), path, "holds something other than dicts, lists and strings; refused")
     return value
 

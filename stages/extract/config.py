@@ -10,6 +10,7 @@ from teachcache.cache.backends import BACKENDS
 from teachcache.stages.common.options import name_field, opt
 from teachcache.stages.extract.decode import DECODERS
 from teachcache.stages.extract.encoders import FRAME_ENCODERS, TEXT_ENCODERS
+from teachcache.stages.extract.feature_files import FEATURE_FILES
 from teachcache.stages.extract.sampling import SAMPLERS
 from teachcache.stages.teachers.config import TeacherConfig
 
@@ -85,6 +86,42 @@ class ExtractConfig:
     denoise_teachers: list[str] = opt([], "teachers whose mean logits rank each training caption's own video (denoise/*); [] = all")
 
 
+@dataclass
+class ExpertFileConfig:
+    name: str = name_field("appearance")
+    file: str = opt("", "the expert's features under features.root: a pickle (CE's), .npz or .h5 of video id -> [D] or [T, D]; a missing video is absent or a float NaN")
+    format: str = opt("auto", "how the file is read (auto: from its suffix)", FEATURE_FILES)
+    max_tokens: int = opt(0, "a variable-length expert: keep its first N tokens ([V, N, D] and a mask, CE's max_tokens); 0 = fixed size [V, D]")
+
+
+@dataclass
+class TextFileConfig:
+    name: str = name_field("text")
+    file: str = opt("", "a CE text-feature pickle under features.root: video id -> one [L, D] array per caption, in raw-captions order")
+    max_tokens: int = opt(0, "word features kept per caption (CE's max_tokens.text; the first ones); 0 = the longest caption's")
+
+
+@dataclass
+class TeacherFileConfig:
+    name: str = name_field("teacher")
+    file: str = opt("", 'a TeachText teacher file under features.root: video id -> {"vid_embds": {modality: [D]}, "text_embds": {modality: [captions, D]}}')
+
+
+@dataclass
+class FeaturesConfig:
+    root: str = opt("", "the folder of released features (CE: a data set's structured-symlinks folder)")
+    store: str = opt("runs/features/store", "directory of the store the import writes")
+    captions: str = opt("raw-captions.pkl", "video id -> its captions (lists of words, or strings), under root")
+    splits: dict[str, str] = opt(
+        {"train": "train_list_full.txt", "val": "val_list_full.txt", "test": "test_list_full.txt"},
+        "split name -> file of video ids under root (one per line); a split whose file is absent is left out",
+    )
+    experts: dict[str, ExpertFileConfig] = opt({}, "video experts by name, each stored as expert/<name> and expert_mask/<name>")
+    text: dict[str, TextFileConfig] = opt({}, "text features by name, each stored as tokens/<name> and token_mask/<name>")
+    teachers: dict[str, TeacherFileConfig] = opt({}, "teacher files by name, stored as teacher_text/<name>, teacher_video/<name>, teacher_mask/<name>")
+    layout: StoreLayoutConfig = opt(StoreLayoutConfig(), "how the store is laid out on disk")
+
+
 def _without_name(item: Any, *drop: str) -> dict[str, Any]:
     return {k: v for k, v in asdict(item).items() if k not in ("name", *drop)}
 
@@ -105,4 +142,17 @@ def config_components(cfg: ExtractConfig) -> dict[str, Any]:
         "text_encoders": {name: _without_name(t) for name, t in cfg.text_encoders.items()},
         "teachers": {name: _without_name(t) for name, t in cfg.teachers.items()},
         "denoise_teachers": list(cfg.denoise_teachers),
+    }
+
+
+def features_components(cfg: FeaturesConfig) -> dict[str, Any]:
+    """What an import config says that determines the store's content (paths and the layout
+    aside, but the shard size kept, as in ``config_components``)."""
+    return {
+        "captions": cfg.captions,
+        "splits": dict(cfg.splits),
+        "experts": {n: _without_name(e) for n, e in cfg.experts.items()},
+        "text": {n: _without_name(t) for n, t in cfg.text.items()},
+        "teachers": {n: _without_name(t) for n, t in cfg.teachers.items()},
+        "shard_size": cfg.layout.shard_size,
     }

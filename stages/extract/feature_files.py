@@ -1,0 +1,74 @@
+"""Files of precomputed features, read as ``{video id: value}`` (numpy arrays, or a float NaN
+where a video lacks the feature, as Collaborative Experts writes). One reader per format:
+
+- ``pickle``: CE's ``.pkl``/``.pickle`` files, through ``cache.pickles``' numpy unpickler
+  (data only: dicts, lists, numbers, strings and numpy arrays);
+- ``npz``: one array per video id (``np.savez``), read without pickle;
+- ``hdf5``: one dataset per video id at the file's top level.
+
+Torch-free (the config lists the formats).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from teachcache.cache.errors import InputMissing, TeachcacheError
+from teachcache.cache.pickles import load_pickle
+from teachcache.cache.registry import Registry
+
+
+class FeatureFileError(TeachcacheError, ValueError):
+    """A feature file is not in the format it claims, or holds something else than features."""
+
+
+def read_pickle(path: Path) -> dict[str, Any]:
+    return load_pickle(path, "numpy")
+
+
+def read_npz(path: Path) -> dict[str, Any]:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def read_hdf5(path: Path) -> dict[str, Any]:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        return {key: handle[key][()] for key in handle if isinstance(handle[key], h5py.Dataset)}
+
+
+FEATURE_FILES: Registry[Any] = Registry("feature file format")
+FEATURE_FILES.add("auto", None, "from the file's suffix")
+FEATURE_FILES.add("pickle", read_pickle, "a pickle of video id -> array (CE's), data only")
+FEATURE_FILES.add("npz", read_npz, "np.savez of one array per video id")
+FEATURE_FILES.add("hdf5", read_hdf5, "one dataset per video id")
+SUFFIXES = {".pkl": "pickle", ".pickle": "pickle", ".pckl": "pickle", ".pk": "pickle", ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
+
+
+def format_of(path: Path, format: str = "auto") -> str:
+    """The format a file is read as: ``format``, or the one its suffix names."""
+    if format != "auto":
+        return format
+    if path.suffix.lower() not in SUFFIXES:
+        raise FeatureFileError(f"{path}: cannot tell its format from the suffix {path.suffix!r}; name one of {sorted(set(SUFFIXES.values()))} in its `format`")
+    return SUFFIXES[path.suffix.lower()]
+
+
+def read_feature_file(path: Path, format: str = "auto") -> dict[str, Any]:
+    """``{video id: value}`` of a feature file (or a teacher or text file in pickle form)."""
+    if not path.is_file():
+        raise InputMissing(f"{path}: feature file not found; check features.root and the file name in the config")
+    kind = format_of(path, format)
+    try:
+        content = FEATURE_FILES.get(kind)(path)
+    except TeachcacheError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise FeatureFileError(f"{path}: not a readable {kind} file ({exc})") from exc
+    if not isinstance(content, dict) or not all(isinstance(k, str) for k in content):
+        raise FeatureFileError(f"{path}: expected a mapping of video id -> features, got {type(content).__name__}")
+    return content

@@ -1,0 +1,335 @@
+"""Stage one for released features (``teachcache import-features``): Collaborative Experts'
+expert, text and caption pickles and TeachText's teacher files become a store, so stage two
+trains from them as from extracted features.
+
+Every input file is read and checked before the store is touched (a refused import leaves
+nothing behind). The store's fingerprint holds the import config and every file's sha256;
+a re-run with the same inputs skips finished shards. Rows follow the split files (in the
+config's split order) and, per video, the captions in the captions file's order, which is
+also the order of CE's text features and of a teacher file's caption rows.
+
+Stored per video expert ``e``: ``expert/e`` (float32 ``[D]``, or ``[T, D]`` for a variable
+length expert cut to ``max_tokens``; zeros where absent) and ``expert_mask/e`` (bool: the
+video has the expert; ``[T]``: its real tokens). Text ``t``: ``tokens/t`` and ``token_mask/t``
+per caption. Teacher ``k``: ``teacher_text/k`` per caption and ``teacher_video/k`` per video,
+``[M, D]`` over its modalities, and ``teacher_mask/k`` (the video is in the file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from teachcache.cache import schema
+from teachcache.cache.errors import ConfigError, InputMissing
+from teachcache.cache.lock import WriterLock
+from teachcache.cache.manifest import CAPTION_SCHEMA, VIDEO_SCHEMA
+from teachcache.cache.pickles import load_pickle
+from teachcache.cache.schema import CAPTIONS, VIDEOS
+from teachcache.cache.store import ArraySpec, Store
+from teachcache.stages.extract.config import ExpertFileConfig, FeaturesConfig, TeacherFileConfig, TextFileConfig, features_components
+from teachcache.stages.extract.feature_files import FeatureFileError, read_feature_file
+from teachcache.stages.extract.run import removed_if_left_empty
+
+SHOWN_IDS = 5  # video ids named in a message, per list
+
+
+@dataclass
+class Column:
+    """One array to write: its spec and its rows, built in memory from the files."""
+
+    spec: ArraySpec
+    values: np.ndarray
+
+
+@dataclass
+class ImportPlan:
+    """Everything an import writes, read and checked."""
+
+    videos: pa.Table
+    captions: pa.Table
+    columns: list[Column]
+    inputs: dict[str, Any]  # the files' hashes and what they hold (widths, modalities)
+    missing: dict[str, list[str]] = field(default_factory=dict)  # expert -> video ids without it
+
+
+@dataclass
+class ImportSummary:
+    store: str
+    videos: int
+    captions: int
+    missing: dict[str, int]
+    seconds: float
+    shards_done: int = 0
+    shards_skipped: int = 0
+
+    def line(self) -> str:
+        missing = ", ".join(f"{name} {n}" for name, n in self.missing.items() if n) or "none"
+        return (
+            f"import-features: {self.videos} videos, {self.captions} captions, {self.shards_done} shards written "
+            f"({self.shards_skipped} already done) in {self.seconds:.1f} s; videos without an expert: {missing} -> {self.store}"
+        )
+
+
+def _ids(ids: list[str]) -> str:
+    more = f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
+    return ", ".join(ids[:SHOWN_IDS]) + more
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file(root: Path, name: str, what: str) -> Path:
+    if not name:
+        raise ConfigError(f"{what}: no file named; set its `file`")
+    path = root / name
+    if not path.is_file():
+        raise InputMissing(f"{path} not found ({what}); check features.root and the file name")
+    return path
+
+
+# ----- videos and captions ------------------------------------------------------------------------
+def read_videos(cfg: FeaturesConfig, root: Path) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """(video id, split) in split order, and each video's captions (text)."""
+    videos: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for split, name in cfg.splits.items():
+        path = root / name
+        if not path.is_file():
+            continue
+        for vid in (line.strip() for line in path.read_text(encoding="utf-8").splitlines()):
+            if not vid:
+                continue
+            if vid in seen:
+                raise FeatureFileError(f"{path}: video {vid!r} is already in split {seen[vid]!r}; a video belongs to one split")
+            seen[vid] = split
+            videos.append((vid, split))
+    if not videos:
+        raise InputMissing(f"none of the split files {list(cfg.splits.values())} is under {root}; set features.root or features.splits")
+    path = _file(root, cfg.captions, "features.captions")
+    raw = load_pickle(path, "plain")
+    if not isinstance(raw, dict):
+        raise FeatureFileError(f"{path}: expected a dict of video id -> captions, got {type(raw).__name__}")
+    lacking = [v for v, _ in videos if not raw.get(v)]
+    if lacking:
+        raise FeatureFileError(f"{path}: {len(lacking)} videos of the split files have no captions: {_ids(lacking)}")
+    captions = {v: [c if isinstance(c, str) else " ".join(map(str, c)) for c in raw[v]] for v, _ in videos}
+    return videos, captions
+
+
+def manifests(videos: list[tuple[str, str]], captions: dict[str, list[str]]) -> tuple[pa.Table, pa.Table]:
+    """The store's videos and captions tables (no video files: the path is empty)."""
+    video_rows = [{"video_id": v, "path": "", "split": s, "start": None, "end": None, "fps": None} for v, s in videos]
+    caption_rows = [{"caption_id": f"{v}#{c}", "video_id": v, "text": text, "split": s} for v, s in videos for c, text in enumerate(captions[v])]
+    return pa.Table.from_pylist(video_rows, schema=VIDEO_SCHEMA), pa.Table.from_pylist(caption_rows, schema=CAPTION_SCHEMA)
+
+
+# ----- experts ------------------------------------------------------------------------------------
+def is_missing(value: Any) -> bool:
+    """CE's mark of a video without the expert: None or a float NaN (an all-NaN array also counts)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return isinstance(value, np.ndarray) and value.size > 0 and bool(np.isnan(value).all())
+
+
+def _features(value: Any, vid: str, path: Path, fixed: bool) -> np.ndarray:
+    """A present video's features as float32 ``[D]`` (fixed) or ``[T, D]``; refuses partial NaN."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
+        raise FeatureFileError(f"{path}: video {vid!r} holds {type(value).__name__}, not a numeric array")
+    array = value.astype(np.float32)
+    if fixed and array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]  # zsvision writes fixed features as [1, D]
+    if array.ndim != (1 if fixed else 2):
+        want = "[D] (fixed)" if fixed else "[T, D] (max_tokens > 0)"
+        raise FeatureFileError(f"{path}: video {vid!r} has shape {value.shape}, expected {want}; check the expert's max_tokens")
+    if not np.isfinite(array).all():
+        raise FeatureFileError(f"{path}: video {vid!r} has NaN or inf among its features (a missing video is one float NaN)")
+    return array
+
+
+def expert_columns(expert: ExpertFileConfig, path: Path, video_ids: list[str]) -> tuple[list[Column], list[str], int]:
+    """``expert/<name>`` and ``expert_mask/<name>``, the ids without the expert, and its width."""
+    content = read_feature_file(path, expert.format)
+    fixed = expert.max_tokens == 0
+    present = {v: _features(content[v], v, path, fixed) for v in video_ids if not is_missing(content.get(v))}
+    missing = [v for v in video_ids if v not in present]
+    if not present:
+        raise FeatureFileError(f"{path}: none of the {len(video_ids)} videos has features; check the file and the split lists")
+    widths = {a.shape[-1] for a in present.values()}
+    if len(widths) > 1:
+        raise FeatureFileError(f"{path}: feature widths differ between videos ({sorted(widths)})")
+    width = widths.pop()
+    tail = (width,) if fixed else (expert.max_tokens, width)
+    values = np.zeros((len(video_ids), *tail), np.float32)
+    mask = np.zeros((len(video_ids), *tail[:-1]), bool)
+    for row, vid in enumerate(video_ids):
+        if vid in present:
+            kept = present[vid][: expert.max_tokens] if not fixed else present[vid]
+            values[row, : len(kept)] = kept
+            mask[row, ...] = True if fixed else np.arange(expert.max_tokens) < len(kept)
+    unit = schema.import_unit(expert.name, VIDEOS)
+    return (
+        [
+            Column(ArraySpec(schema.expert(expert.name), VIDEOS, tail, "float32", unit), values),
+            Column(ArraySpec(schema.expert_mask(expert.name), VIDEOS, tail[:-1], "bool", unit), mask),
+        ],
+        missing,
+        width,
+    )
+
+
+# ----- text features ------------------------------------------------------------------------------
+def text_columns(text: TextFileConfig, path: Path, videos: list[str], captions: dict[str, list[str]]) -> tuple[list[Column], int]:
+    """``tokens/<name>`` and ``token_mask/<name>`` per caption (the first ``max_tokens`` words)."""
+    content = read_feature_file(path)
+    rows: list[np.ndarray] = []
+    for vid in videos:
+        feats = content.get(vid)
+        if not isinstance(feats, (list, tuple)) or len(feats) != len(captions[vid]):
+            have = len(feats) if isinstance(feats, (list, tuple)) else type(feats).__name__
+            raise FeatureFileError(f"{path}: video {vid!r} has {have} caption features, the captions file {len(captions[vid])} captions")
+        rows.extend(_features(f, vid, path, fixed=False) for f in feats)
+    widths = {r.shape[-1] for r in rows}
+    if len(widths) > 1:
+        raise FeatureFileError(f"{path}: word-feature widths differ between captions ({sorted(widths)})")
+    width = widths.pop()
+    length = text.max_tokens or max(len(r) for r in rows)
+    values = np.zeros((len(rows), length, width), np.float32)
+    mask = np.zeros((len(rows), length), bool)
+    for row, words in enumerate(rows):
+        kept = words[:length]
+        values[row, : len(kept)] = kept
+        mask[row, : len(kept)] = True
+    unit = schema.import_unit(text.name, CAPTIONS)
+    return [
+        Column(ArraySpec(schema.tokens(text.name), CAPTIONS, (length, width), "float32", unit), values),
+        Column(ArraySpec(schema.token_mask(text.name), CAPTIONS, (length,), "bool", unit), mask),
+    ], width
+
+
+# ----- teacher files ------------------------------------------------------------------------------
+def _teacher_entry(entry: Any, vid: str, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("vid_embds"), dict) or not isinstance(entry.get("text_embds"), dict):
+        raise FeatureFileError(f'{path}: video {vid!r} is not {{"vid_embds": {{modality: [D]}}, "text_embds": {{modality: [captions, D]}}}}')
+    return entry["vid_embds"], entry["text_embds"]
+
+
+def teacher_columns(teacher: TeacherFileConfig, path: Path, videos: list[str], captions: dict[str, list[str]]) -> tuple[list[Column], list[str]]:
+    """``teacher_video/<name>`` [V, M, D], ``teacher_text/<name>`` [C, M, D] and ``teacher_mask/<name>``;
+    the modalities are those of the file's first video (as TeachText's trainer takes them)."""
+    content = read_feature_file(path)
+    if not content:
+        raise FeatureFileError(f"{path}: the teacher file holds no video")
+    modalities = list(_teacher_entry(next(iter(content.values())), "first", path)[0])
+    width = int(np.asarray(next(iter(content.values()))["vid_embds"][modalities[0]]).shape[-1])
+    num_captions = sum(len(captions[v]) for v in videos)
+    video_values = np.zeros((len(videos), len(modalities), width), np.float32)
+    text_values = np.zeros((num_captions, len(modalities), width), np.float32)
+    mask = np.zeros(len(videos), bool)
+    first = 0
+    for row, vid in enumerate(videos):
+        count = len(captions[vid])
+        if vid in content:
+            vid_embds, text_embds = _teacher_entry(content[vid], vid, path)
+            for m, modality in enumerate(modalities):
+                video_values[row, m] = _features(vid_embds.get(modality), vid, path, fixed=True)
+                text = _features(text_embds.get(modality), vid, path, fixed=False)
+                if text.shape != (count, width):
+                    raise FeatureFileError(f"{path}: video {vid!r} {modality} text_embds has shape {text.shape}, expected ({count}, {width}) (one row per caption)")
+                text_values[first : first + count, m] = text
+            mask[row] = True
+        first += count
+    on_videos, on_captions = schema.import_unit(teacher.name, VIDEOS), schema.import_unit(teacher.name, CAPTIONS)
+    return [
+        Column(ArraySpec(schema.teacher_video(teacher.name), VIDEOS, (len(modalities), width), "float32", on_videos), video_values),
+        Column(ArraySpec(schema.teacher_text(teacher.name), CAPTIONS, (len(modalities), width), "float32", on_captions), text_values),
+        Column(ArraySpec(schema.teacher_mask(teacher.name), VIDEOS, (), "bool", on_videos), mask),
+    ], modalities
+
+
+# ----- the plan and the run -----------------------------------------------------------------------
+def plan_import(cfg: FeaturesConfig) -> ImportPlan:
+    """Read and check every input; nothing is written."""
+    root = Path(cfg.root)
+    if not cfg.root or not root.is_dir():
+        raise InputMissing(f"features.root {cfg.root!r} is not a folder; set it to the folder of the released features")
+    if not (cfg.experts or cfg.text or cfg.teachers):
+        raise ConfigError("features: no [features.experts], [features.text] or [features.teachers] to import")
+    videos, captions = read_videos(cfg, root)
+    video_ids = [v for v, _ in videos]
+    files = {"captions": root / cfg.captions} | {f"split {s}": root / n for s, n in cfg.splits.items() if (root / n).is_file()}
+    columns: list[Column] = []
+    inputs: dict[str, Any] = {"experts": {}, "text": {}, "teachers": {}}
+    missing: dict[str, list[str]] = {}
+    for name, expert in cfg.experts.items():
+        path = files[f"expert {name}"] = _file(root, expert.file, f"features.experts.{name}")
+        cols, missing[name], width = expert_columns(expert, path, video_ids)
+        columns += cols
+        inputs["experts"][name] = {"width": width}
+    for name, text in cfg.text.items():
+        path = files[f"text {name}"] = _file(root, text.file, f"features.text.{name}")
+        cols, width = text_columns(text, path, video_ids, captions)
+        columns += cols
+        inputs["text"][name] = {"width": width}
+    for name, teacher in cfg.teachers.items():
+        path = files[f"teacher {name}"] = _file(root, teacher.file, f"features.teachers.{name}")
+        cols, modalities = teacher_columns(teacher, path, video_ids, captions)
+        columns += cols
+        inputs["teachers"][name] = {"modalities": modalities}
+    inputs["files"] = {what: sha256(path) for what, path in files.items()}
+    video_table, caption_table = manifests(videos, captions)
+    return ImportPlan(video_table, caption_table, columns, inputs, missing)
+
+
+def run_import(cfg: FeaturesConfig, force: bool = False, progress: bool = True) -> ImportSummary:
+    """Import released features into ``cfg.store`` (or finish an interrupted import)."""
+    start = time.perf_counter()
+    plan = plan_import(cfg)
+    components = {"config": {"features": features_components(cfg)}, "inputs": plan.inputs}
+    done = skipped = 0
+    with (
+        removed_if_left_empty(cfg.store),
+        WriterLock(cfg.store),
+        Store.prepare(
+            cfg.store,
+            backend=cfg.layout.backend,
+            components=components,
+            videos=plan.videos,
+            captions=plan.captions,
+            arrays=[c.spec for c in plan.columns],
+            shard_size=cfg.layout.shard_size,
+            chunk_rows=cfg.layout.chunk_rows,
+            codec=cfg.layout.codec,
+            clevel=cfg.layout.clevel,
+            float_codec=cfg.layout.float_codec,
+            force=force,
+            config={"features": features_components(cfg) | {"root": cfg.root}},
+        ) as store,
+    ):
+        units = {c.spec.unit: [k for k in plan.columns if k.spec.unit == c.spec.unit] for c in plan.columns}
+        work = [(unit, shard) for unit, cols in units.items() for shard in store.shards(cols[0].spec.rows)]
+        for unit, (shard, lo, hi) in tqdm(work, desc="import-features", unit="shard", disable=not progress):
+            if store.is_done(unit, shard):
+                skipped += 1
+                continue
+            for column in units[unit]:
+                store.write(column.spec.name, lo, column.values[lo:hi])
+            store.mark_done(unit, shard)
+            done += 1
+        store.put_file(schema.IMPORT_MISSING_FILE, json.dumps(plan.missing, indent=1).encode())
+        store.finalize()
+    return ImportSummary(cfg.store, len(plan.videos), len(plan.captions), {k: len(v) for k, v in plan.missing.items()}, time.perf_counter() - start, done, skipped)
