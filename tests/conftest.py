@@ -12,6 +12,7 @@ SHARED = Path(os.environ.get("TEACHCACHE_SHARED") or Path(__file__).resolve().pa
 REAL_CLIPS = SHARED / "data" / "real-clips"
 MSRVTT_SAMPLE = SHARED / "data" / "msrvtt-sample"
 GOLDEN = SHARED / "data" / "golden"  # outputs of the official code (issue 13)
+GOLDEN_CE = SHARED / "data" / "golden-ce"  # outputs of the official Collaborative Experts code (issue 14)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

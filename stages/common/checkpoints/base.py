@@ -115,22 +115,67 @@ def names_line(names: list[str]) -> str:
     return shown + (f" ... and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else "")
 
 
-def load_state(path: str) -> dict[str, torch.Tensor]:
-    """The tensors of a file: safetensors, or ``torch.load(weights_only=True)`` (a state dict,
-    or X-Pool's ``{"epoch", "state_dict", "optimizer"}``). A DDP ``module.`` prefix is removed."""
+class InertObject:
+    """Stands in for a pickled training-run object (a config, an argparse Namespace): the
+    unpickler creates it without ``__init__`` and hands it the pickled attributes, which it
+    keeps as plain data in ``state``. No code of the class it replaces runs."""
+
+    state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class InertConfigParser(InertObject):
+    """CE's ``parse_config.ConfigParser``; ``state["_config"]`` is the resolved config."""
+
+
+class InertNamespace(InertObject):
+    """``argparse.Namespace``."""
+
+
+class InertPath(str):
+    """A pickled ``pathlib`` path, as the string of its parts joined by '/'."""
+
+    def __new__(cls, *parts: str) -> InertPath:
+        return super().__new__(cls, "/".join(str(p) for p in parts))
+
+
+PATH_CLASSES = ("PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath", "Path")
+# The training-run objects official trainers pickle next to the weights (CE / TeachText's
+# BaseTrainer saves its ConfigParser, which holds paths and the command line's Namespace),
+# registered for weights_only loading under the names the files use, as inert placeholders.
+RUN_OBJECTS: list[tuple[type, str]] = [
+    (InertConfigParser, "parse_config.ConfigParser"),
+    (InertNamespace, "argparse.Namespace"),
+    *[(InertPath, f"{module}.{name}") for module in ("pathlib", "pathlib._local") for name in PATH_CLASSES],
+]
+EXPORT_HINT = 'export its state dict where the official code runs: torch.save(torch.load(p, map_location="cpu")["state_dict"], "state_dict.pth")'
+
+
+def load_file(path: str) -> Any:
+    """What a checkpoint file holds: safetensors, or ``torch.load(weights_only=True)`` with the
+    training-run objects (``RUN_OBJECTS``) read as inert placeholders. Any other pickled object
+    is refused (never run) with a one-line hint."""
     if not Path(path).is_file():
         raise InputMissing(f"checkpoint {path} not found")
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file as load_safetensors
 
-        state: Any = load_file(path)
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # an unpickling error names the refused global
-            raise CheckpointError(
-                f"checkpoint {path} cannot be read with torch.load(weights_only=True) (it needs pickled objects, or is not a torch file): {load_failure(exc)}"
-            ) from exc
+        return load_safetensors(path)
+    try:
+        with torch.serialization.safe_globals(list(RUN_OBJECTS)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an unpickling error names the refused global
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read with torch.load(weights_only=True) (it needs pickled objects, or is not a torch file): {load_failure(exc)}; {EXPORT_HINT}"
+        ) from exc
+
+
+def state_of(loaded: Any, path: str) -> dict[str, torch.Tensor]:
+    """The state dict in what ``load_file`` returned (a state dict, or a dict with a
+    ``state_dict`` entry: X-Pool, CE). A DDP ``module.`` prefix is removed."""
+    state = loaded
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -140,12 +185,18 @@ def load_state(path: str) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+def load_state(path: str) -> dict[str, torch.Tensor]:
+    """The tensors of a file (``load_file``, then ``state_of``)."""
+    return state_of(load_file(path), path)
+
+
 def load_failure(exc: Exception) -> str:
     """The line of torch.load's refusal that says what was refused (a global, an opcode)."""
     text = str(exc)
     _, marker, detail = text.partition("WeightsUnpickler error:")
     lines = [line.strip() for line in (detail if marker else text).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    named = [line for line in lines if "GLOBAL" in line]  # a blocked module's refusal has no marker
+    return (named or lines or [type(exc).__name__])[0]
 
 
 def resolve_format(state: Mapping[str, torch.Tensor], path: str, format: str) -> CheckpointFormat:
@@ -184,10 +235,10 @@ def check_keys(fmt: CheckpointFormat, state: Mapping[str, torch.Tensor], model: 
     return sorted(ignored)
 
 
-def read(path: str | Path, format: str = "auto", model: str = "auto", drop_head: bool = False) -> OfficialCheckpoint:
-    """See ``read_checkpoint`` in this package."""
+def read(path: str | Path, format: str = "auto", model: str = "auto", drop_head: bool = False, state: Mapping[str, torch.Tensor] | None = None) -> OfficialCheckpoint:
+    """See ``read_checkpoint`` in this package; ``state``: the file's tensors, when already loaded."""
     path = str(path)
-    state = load_state(path)
+    state = load_state(path) if state is None else dict(state)
     fmt = resolve_format(state, path, format)
     if model == "auto":
         model = fmt.detect_model(set(state))

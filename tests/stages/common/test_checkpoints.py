@@ -94,7 +94,7 @@ def test_a_file_of_another_format_is_refused_with_the_names():
         read_checkpoint(checkpoint_path("clip4clip"), format="clip4clip", model="xpool")
     with pytest.raises(UnknownKind, match="unknown checkpoint format 'hf'"):
         read_checkpoint(checkpoint_path("clip4clip"), format="hf")
-    assert set(CHECKPOINT_FORMATS) == {"clip4clip", "xpool"}
+    assert set(CHECKPOINT_FORMATS) == {"clip4clip", "xpool", "ce"}
 
 
 def test_a_named_model_whose_head_is_absent_is_refused():
@@ -183,4 +183,4 @@ def test_the_format_registry_is_torch_free():
 
     code = "import sys, teachcache.stages.common.checkpoints as c; print(c.CHECKPOINT_FORMATS.names(), 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    assert out.stdout.strip() == "['clip4clip', 'xpool'] False"
+    assert out.stdout.strip() == "['clip4clip', 'xpool', 'ce'] False"
