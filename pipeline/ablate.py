@@ -125,7 +125,7 @@ def run_ablation(config: str | None, overrides: list[str], progress: bool = True
     write table and chart. Every variant is checked before any training. A variant's run that
     exists with the same settings is resumed (a finished one is read back: it costs an
     evaluation); with other settings it is refused unless ``force``."""
-    from teachcache.pipeline.stores import open_training_store
+    from teachcache.pipeline.stores import open_student_store
     from teachcache.stages.student.recipe import train_student
     from teachcache.stages.student.validate import check_against_store, check_run_dir, check_train_config
 
@@ -138,7 +138,7 @@ def run_ablation(config: str | None, overrides: list[str], progress: bool = True
     configs = {name: [variant_config(base, name, seed) for seed in spec.seeds] for name in names}  # all checked before any training
     out = Path(spec.out)
     rows = []
-    with open_training_store(base.extract) as store:
+    with open_student_store(base) as store:
         for cfg in (c for name in names for c in configs[name]):
             check_train_config(cfg.train)
             check_against_store(cfg.train, store)

@@ -187,7 +187,7 @@ def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: boo
     checked first; a refused run changes nothing on disk, and a run folder is written only once
     training starts."""
     from teachcache.pipeline.report import baseline_config, card_markdown, ensure_baseline, restrict_card, teacher_card, write_card
-    from teachcache.pipeline.stores import open_training_store
+    from teachcache.pipeline.stores import open_student_store
     from teachcache.stages.common.distributed import RankInfo
     from teachcache.stages.student.recipe import train_student
     from teachcache.stages.student.validate import check_against_store, check_run_dir, check_train_config
@@ -195,7 +195,7 @@ def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: boo
     cfg = load_config(config_path, list(overrides))
     main_rank = RankInfo.from_env().is_main  # under torchrun every rank trains; rank 0 reports
     check_train_config(cfg.train)
-    with open_training_store(cfg.extract) as store:
+    with open_student_store(cfg) as store:
         check_against_store(cfg.train, store)
         check_run_dir(cfg.train, resume, force)
         run_dir = Path(cfg.train.run_dir)

@@ -115,10 +115,11 @@ def encode(run_dir: str | Path, videos: str | Path, out: str | Path, captions: s
     """Extract the new videos with the run's student encoders, embed them, write the index files."""
     from teachcache.stages.common.device import resolve_device
     from teachcache.stages.extract.run import run_extraction
-    from teachcache.stages.student.embed import embed_captions, embed_videos, load_student, student_widths
+    from teachcache.stages.student.embed import check_indexable, embed_captions, embed_videos, load_student, student_widths
 
     run_dir, videos, out = Path(run_dir), Path(videos), Path(out)
     config, metrics = load_run(run_dir, also=("best.safetensors",))
+    check_indexable(config.train)
     if not videos.exists():
         raise InputMissing(f"--videos {videos}: no such folder; give a folder of video files or a data root with {VIDEOS_FILE}")
     data = videos if (videos / VIDEOS_FILE).is_file() else out / DATA_DIR

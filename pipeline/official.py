@@ -161,9 +161,9 @@ def evaluate_official(store: Any, path: str | Path, frames: str, text: str, spli
     arrays = (schema.text(text), schema.frames(frames), schema.frame_mask(frames))
     dims = {a.name: a.tail for a in store.arrays}
     with torch.random.fork_rng(devices=[]):
-        student = Student(student_config_of(ckpt, dims[arrays[1]][0]), dims[arrays[0]][-1], dims[arrays[1]][-1])
+        student = Student(student_config_of(ckpt, dims[arrays[1]][0]), dims[arrays[0]][-1], dims[arrays[1]][-1], text, frames)
     loaded = initialise(student, str(path))
     data = load_split(store, split, list(arrays))
     device = torch.device(device)
-    metrics = evaluate(student.to(device), data, arrays, device)
+    metrics = evaluate(student.to(device), data, device)
     return {"checkpoint": str(path), "model": ckpt.model, "loaded": loaded, "split": split, "videos": data.num_videos, "captions": data.num_captions, **metrics}

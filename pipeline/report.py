@@ -24,10 +24,21 @@ KEYS = ("R1", "R5", "R10")
 BASELINE_DIR = "report"
 
 
+def baseline_name(train: TrainConfig) -> str:
+    """The student without teachers: InfoNCE, or for a ce student CE's own ranking loss alone."""
+    return "ranking-only student" if train.student.kind == "ce" else "InfoNCE student"
+
+
 def baseline_config(train: TrainConfig, store: Store) -> TrainConfig:
-    """The InfoNCE-only student of this training config, in a folder keyed by store and config."""
+    """The student of this training config without teachers (InfoNCE; a ce student: TeachText's
+    ranking loss alone, since its raw similarity has no temperature), in a folder keyed by
+    store and config."""
     cfg = copy.deepcopy(train)
-    cfg.objective.kind, cfg.denoise.top_k, cfg.run_dir = "infonce", 0, ""
+    if train.student.kind == "ce":
+        cfg.objective.kind, cfg.objective.w_distill, cfg.objective.teachers = "teachtext", 0.0, []
+    else:
+        cfg.objective.kind = "infonce"
+    cfg.denoise.top_k, cfg.run_dir = 0, ""
     key = fingerprint({"store": store.fingerprint, "train": results_config(asdict(cfg))})[:12]
     cfg.run_dir = str(store.scratch(BASELINE_DIR) / f"baseline-{key}")
     return cfg
@@ -40,7 +51,7 @@ def ensure_baseline(train: TrainConfig, store: Store, progress: bool = True) -> 
     if metrics.exists():
         return json.loads(metrics.read_text())
     if progress:
-        print(f"report card: training the InfoNCE-only student baseline -> {cfg.run_dir}")
+        print(f"report card: training the {baseline_name(train)} baseline -> {cfg.run_dir}")
     return train_student(cfg, store, progress=False)
 
 
@@ -55,22 +66,25 @@ def _row(name: str, kind: str, metrics: dict[str, Any]) -> dict[str, Any]:
 def teacher_card(store: Store, baseline: dict | None) -> dict:
     """Rows (teachers, then the baseline student) and the warnings."""
     rows, warnings = [], []
+    label = "ranking-only student" if baseline and baseline.get("student_kind") == "ce" else "InfoNCE student"
     base_val = baseline["val"]["t2v"]["R1"] if baseline else None
     for name in stored_teachers(store):
         record = head_record(store, name)
         row = _row(name, record["kind"], record.get("metrics", {}))
-        row["fit"] = f"epoch {record['best_epoch']}" if record.get("fitted") else ("checkpoint" if record.get("checkpoint") else "no weights")
+        row["fit"] = (
+            f"epoch {record['best_epoch']}" if record.get("fitted") else ("checkpoint" if record.get("checkpoint") else ("released file" if record.get("file") else "no weights"))
+        )
         rows.append(row)
         if base_val is not None and row["val_R1"] is not None and row["val_R1"] < base_val:
             warnings.append(
                 {
                     "teacher": name,
-                    "message": f"teacher {name!r} ({record['kind']}) is weaker than the InfoNCE-only student on validation "
+                    "message": f"teacher {name!r} ({record['kind']}) is weaker than the {label} on validation "
                     f"(t2v R1 {row['val_R1']:.1f} < {base_val:.1f}): distilling from it is likely to hurt",
                 }
             )
     if baseline:
-        rows.append({**_row("InfoNCE student", "baseline", baseline), "fit": f"epoch {baseline['best_epoch']}"})
+        rows.append({**_row(label, "baseline", baseline), "fit": f"epoch {baseline['best_epoch']}"})
     return {"store": str(store.path), "fingerprint": store.fingerprint, "rows": rows, "warnings": warnings}
 
 

@@ -26,7 +26,7 @@ from teachcache.pipeline.runs import load_run, open_run_store
 from teachcache.stages.common.device import resolve_device
 from teachcache.stages.extract.components import text_spec
 from teachcache.stages.extract.encoders import build_text_encoder
-from teachcache.stages.student.embed import embed_videos, load_student, student_widths
+from teachcache.stages.student.embed import check_indexable, embed_videos, load_student, student_widths
 
 INDEX_FILE = "index.safetensors"
 
@@ -55,6 +55,7 @@ class SearchIndex:
         self.config, metrics = load_run(run_dir, also=("best.safetensors",))
         self.run_dir, self.device = run_dir, resolve_device(device)
         train = self.config.train
+        check_indexable(train)
         if index is None:
             self.store = open_run_store(self.config, metrics)
             self.student = load_student(train, student_widths(train, self.store), run_dir / "best.safetensors", self.device)

@@ -39,6 +39,8 @@ from teachcache.cache.store import ArraySpec, Store
 from teachcache.stages.extract.config import ExpertFileConfig, FeaturesConfig, TeacherFileConfig, TextFileConfig, features_components
 from teachcache.stages.extract.feature_files import FeatureFileError, read_feature_file
 from teachcache.stages.extract.run import removed_if_left_empty
+from teachcache.stages.teachers.config import TeacherConfig
+from teachcache.stages.teachers.heads import build_teacher, save_head
 
 SHOWN_IDS = 5  # video ids named in a message, per list
 
@@ -132,10 +134,13 @@ def read_videos(cfg: FeaturesConfig, root: Path) -> tuple[list[tuple[str, str]],
 
 
 def manifests(videos: list[tuple[str, str]], captions: dict[str, list[str]]) -> tuple[pa.Table, pa.Table]:
-    """The store's videos and captions tables (no video files: the path is empty)."""
+    """The store's videos and captions tables (no video files: the path is empty; captions
+    grouped by video, with ``video_index``, as stage one writes them)."""
     video_rows = [{"video_id": v, "path": "", "split": s, "start": None, "end": None, "fps": None} for v, s in videos]
     caption_rows = [{"caption_id": f"{v}#{c}", "video_id": v, "text": text, "split": s} for v, s in videos for c, text in enumerate(captions[v])]
-    return pa.Table.from_pylist(video_rows, schema=VIDEO_SCHEMA), pa.Table.from_pylist(caption_rows, schema=CAPTION_SCHEMA)
+    video_index = [row for row, (v, _) in enumerate(videos) for _ in captions[v]]
+    caption_table = pa.Table.from_pylist(caption_rows, schema=CAPTION_SCHEMA).append_column("video_index", pa.array(video_index, pa.int64()))
+    return pa.Table.from_pylist(video_rows, schema=VIDEO_SCHEMA), caption_table
 
 
 # ----- experts ------------------------------------------------------------------------------------
@@ -295,6 +300,14 @@ def plan_import(cfg: FeaturesConfig) -> ImportPlan:
     return ImportPlan(video_table, caption_table, columns, inputs, missing)
 
 
+def save_released_teachers(store: Store, cfg: FeaturesConfig, plan: ImportPlan) -> None:
+    """Each teacher file as a ``released`` teacher head (no weights) that stage two rebuilds."""
+    dims = {c.spec.name: c.spec.tail for c in plan.columns}
+    for name, teacher in cfg.teachers.items():
+        head = build_teacher(TeacherConfig(name=name, kind="released", frames="", text=""), dims)
+        save_head(store, head, {"file": teacher.file, "modalities": plan.inputs["teachers"][name]["modalities"]})
+
+
 def run_import(cfg: FeaturesConfig, force: bool = False, progress: bool = True) -> ImportSummary:
     """Import released features into ``cfg.store`` (or finish an interrupted import)."""
     start = time.perf_counter()
@@ -317,7 +330,7 @@ def run_import(cfg: FeaturesConfig, force: bool = False, progress: bool = True) 
             clevel=cfg.layout.clevel,
             float_codec=cfg.layout.float_codec,
             force=force,
-            config={"features": features_components(cfg) | {"root": cfg.root}},
+            config={"features": features_components(cfg) | {"root": cfg.root}, "teachers": {n: {"kind": "released", "file": t.file} for n, t in cfg.teachers.items()}},
         ) as store,
     ):
         units = {c.spec.unit: [k for k in plan.columns if k.spec.unit == c.spec.unit] for c in plan.columns}
@@ -331,5 +344,6 @@ def run_import(cfg: FeaturesConfig, force: bool = False, progress: bool = True) 
             store.mark_done(unit, shard)
             done += 1
         store.put_file(schema.IMPORT_MISSING_FILE, json.dumps(plan.missing, indent=1).encode())
+        save_released_teachers(store, cfg, plan)
         store.finalize()
     return ImportSummary(cfg.store, len(plan.videos), len(plan.captions), {k: len(v) for k, v in plan.missing.items()}, time.perf_counter() - start, done, skipped)

@@ -8,12 +8,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from teachcache.stages.common.options import opt
-from teachcache.stages.student import VIDEO_HEADS
+from teachcache.stages.student import STUDENTS, VIDEO_HEADS
 from teachcache.stages.student.objectives import OBJECTIVES
 
 
 @dataclass
 class StudentConfig:
+    kind: str = opt("clip4clip", "the student", STUDENTS)
     video_head: str = opt("seqTransf", "how the frames become one video vector", VIDEO_HEADS)
     layers: int = opt(4, "seqTransf: residual transformer layers over the frames (CLIP4Clip's cross module: QuickGELU, LayerNorm eps 1e-12)")
     heads: int = opt(0, "seqTransf: attention heads (must divide the frame width); 0 = CLIP4Clip's width // 64")
@@ -26,6 +27,12 @@ class StudentConfig:
     afa: bool = opt(True, "TeachCLIP's attentional frame aggregation instead of the plain mean")
     afa_masked: bool = opt(True, "mask padded frames in both AFA softmaxes (TeachCLIP does not: false reproduces it)")
     logit_scale: float = opt(100.0, "initial logit scale (learnable, clamped to <= 100)")
+    experts: list[str] = opt([], "ce: the video experts it reads, each expert/<name> (imported) or frames/<name> (a frame encoder); [] = every imported expert")
+    vlad_clusters: dict[str, int] = opt({}, "ce: NetVLAD clusters of the variable-length experts by name (frame encoders listed here are pooled by NetVLAD, the others averaged)")
+    default_clusters: int = opt(8, "ce: NetVLAD clusters of a variable-length imported expert not in vlad_clusters")
+    text_clusters: int = opt(28, "ce: NetVLAD clusters over the caption's word features (TeachText: 28)")
+    text_ghosts: int = opt(1, "ce: ghost clusters of that NetVLAD (TeachText: 1)")
+    shared_dim: int = opt(768, "ce: the shared embedding width of every expert (TeachText: 768)")
 
 
 @dataclass
@@ -54,7 +61,8 @@ class DenoiseConfig:
 @dataclass
 class TrainConfig:
     run_dir: str = opt("runs/demo/student", "where checkpoints, the resolved config and metrics go")
-    text: str = opt("clip", "text encoder whose cached sentence vectors the student reads")
+    source: str = opt("extract", "the store the student reads: extract ([extract] store, teachcache extract) or features ([features] store, teachcache import-features)")
+    text: str = opt("clip", "text encoder whose cached sentence vectors the student reads (ce: its word features, tokens/<text>)")
     frames: str = opt("clip", "frame encoder whose cached frame features the student reads")
     student: StudentConfig = opt(StudentConfig(), "the student's heads")
     objective: ObjectiveConfig = opt(ObjectiveConfig(), "what the student learns from")

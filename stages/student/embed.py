@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from teachcache.cache import schema
+from teachcache.cache.errors import ConfigError
 from teachcache.cache.schema import CAPTIONS, VIDEOS
 from teachcache.cache.store import Store
 from teachcache.stages.student.config import TrainConfig
@@ -22,8 +23,15 @@ def student_widths(cfg: TrainConfig, store: Store) -> tuple[int, int]:
     return dims[schema.text(cfg.text)][-1], dims[schema.frames(cfg.frames)][-1]
 
 
+def check_indexable(cfg: TrainConfig) -> None:
+    """Refuse a run whose student search and encode cannot index yet (one line)."""
+    if cfg.student.kind != "clip4clip":
+        raise ConfigError(f"this run's student is a {cfg.student.kind!r}: search and encode index clip4clip students (one vector per video) so far")
+
+
 def load_student(cfg: TrainConfig, widths: tuple[int, int], weights: Path, device: torch.device) -> Student:
     """The run's student (its ``best.safetensors``) for the given (text, frame) widths, in eval mode."""
+    check_indexable(cfg)
     with torch.random.fork_rng(devices=[]):
         student = Student(cfg.student, *widths)
     student.load_state_dict(load_file(weights))

@@ -1,5 +1,5 @@
-"""Scoring a student on a split (one vector per video, one per caption, dot products;
-docs/method.md section 5), the split that selects the epoch, and the metrics table."""
+"""Scoring a student on a split (each caption and video embedded once, then the student's
+similarity of every pair; docs/method.md section 5), the split that selects the epoch, and the metrics table."""
 
 from __future__ import annotations
 
@@ -9,18 +9,32 @@ import torch
 
 from teachcache.stages.common.data import SplitArrays
 from teachcache.stages.common.metrics import retrieval_metrics
-from teachcache.stages.student.model import Student
+from teachcache.stages.student.base import RetrievalStudent, Side
+
+
+def _rows(arrays: dict[str, torch.Tensor], names: list[str], start: int, size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    return {n: arrays[n][start : start + size].to(device) for n in names}
+
+
+def _concat(sides: list[Side]) -> Side:
+    return tuple(torch.cat(parts) for parts in zip(*sides))
 
 
 @torch.inference_mode()
-def evaluate(student: Student, split: SplitArrays, arrays: tuple[str, str, str], device: torch.device, batch: int = 1024) -> dict[str, Any]:
-    """Retrieval metrics of a split. ``arrays`` names the (text, frames, mask) arrays the student reads."""
+def embed_split(student: RetrievalStudent, split: SplitArrays, device: torch.device, batch: int = 1024) -> tuple[Side, Side]:
+    """The caption and video sides of every caption and video of a split (computed once each)."""
     student.eval()
-    text_array, frames_array, mask_array = arrays
-    frames, mask, text = split.video_arrays[frames_array], split.video_arrays[mask_array], split.caption_arrays[text_array]
-    videos = torch.cat([student.encode_video(frames[i : i + batch].to(device), mask[i : i + batch].to(device))[0] for i in range(0, split.num_videos, batch)])
-    texts = torch.cat([student.encode_text(text[i : i + batch].to(device)) for i in range(0, split.num_captions, batch)])
-    return retrieval_metrics((texts @ videos.T).cpu(), split.caption_video.numpy())
+    videos = _concat([student.encode_videos(_rows(split.video_arrays, student.video_arrays, i, batch, device))[0] for i in range(0, split.num_videos, batch)])
+    captions = _concat([student.encode_captions(_rows(split.caption_arrays, student.caption_arrays, i, batch, device)) for i in range(0, split.num_captions, batch)])
+    return captions, videos
+
+
+def evaluate(student: RetrievalStudent, split: SplitArrays, device: torch.device, batch: int = 1024) -> dict[str, Any]:
+    """Retrieval metrics of a split: each caption's similarity with every video."""
+    captions, videos = embed_split(student, split, device, batch)
+    with torch.inference_mode():
+        similarity = student.similarity(captions, videos)
+    return retrieval_metrics(similarity.cpu(), split.caption_video.numpy())
 
 
 def left_out_warnings(splits: dict[str, SplitArrays]) -> list[str]:

@@ -13,6 +13,7 @@ import torch
 from teachcache.cache.errors import ConfigError
 from teachcache.stages.common.checkpoints import read_checkpoint
 from teachcache.stages.common.checkpoints.base import CheckpointError, OfficialCheckpoint, load_state
+from teachcache.stages.student.base import RetrievalStudent
 from teachcache.stages.student.config import StudentConfig
 from teachcache.stages.student.model import Student
 
@@ -40,9 +41,12 @@ def student_config_of(checkpoint: OfficialCheckpoint, max_frames: int = 0) -> St
     )
 
 
-def initialise(student: Student, path: str) -> list[str]:
-    """Load the heads ``path`` gives into ``student``; returns what was loaded, one line each.
-    Refused in one line when the file fits neither kind or its shapes are not the student's."""
+def initialise(student: RetrievalStudent, path: str) -> list[str]:
+    """Load the heads ``path`` gives into ``student`` (a clip4clip student); returns what was
+    loaded, one line each. Refused in one line when the file fits neither kind or its shapes
+    are not the student's."""
+    if not isinstance(student, Student):
+        raise ConfigError(f"train.student.init starts a clip4clip student's heads, not a {student.kind!r} student's")
     try:
         checkpoint = read_checkpoint(path)
     except CheckpointError:

@@ -18,7 +18,8 @@ from teachcache.cache.errors import ConfigError
 from teachcache.cache.store import Store
 from teachcache.stages.common.layers import CrossTransformer, cross_heads, identity_linear, temporal_module
 from teachcache.stages.student import VIDEO_HEADS
-from teachcache.stages.student.config import StudentConfig
+from teachcache.stages.student.base import Arrays, RetrievalStudent, Side
+from teachcache.stages.student.config import StudentConfig, TrainConfig
 
 AFA_TEMPERATURE = 0.1  # aggregation temperature; the teaching distribution uses 1
 
@@ -55,11 +56,16 @@ class AFA(nn.Module):
         return self.frameLinear2(F.relu(self.frameLinear(frames))).squeeze(-1)
 
 
-class Student(nn.Module):
-    """Text head (projection of the cached sentence vector) and video head over cached frames."""
+class Student(RetrievalStudent):
+    """Text head (projection of the cached sentence vector) and video head over cached frames.
+    ``text`` and ``frames`` name the text and frame encoders whose arrays it reads."""
 
-    def __init__(self, config: StudentConfig, text_dim: int, frame_dim: int):
+    kind = "clip4clip"
+
+    def __init__(self, config: StudentConfig, text_dim: int, frame_dim: int, text: str = "clip", frames: str = "clip"):
         super().__init__()
+        self.caption_arrays = [schema.text(text)]
+        self.video_arrays = [schema.frames(frames), schema.frame_mask(frames)]
         head = VIDEO_HEADS.get(config.video_head)
         self.config = config
         self.text_projection = identity_linear(text_dim, frame_dim)
@@ -73,7 +79,12 @@ class Student(nn.Module):
     def for_store(cls, config: StudentConfig, store: Store, text: str, frames: str) -> Student:
         """A student sized for a store's ``text/<text>`` and ``frames/<frames>`` arrays."""
         dims = {a.name: a.tail for a in store.arrays}
-        return cls(config, dims[schema.text(text)][-1], dims[schema.frames(frames)][-1])
+        return cls(config, dims[schema.text(text)][-1], dims[schema.frames(frames)][-1], text, frames)
+
+    @classmethod
+    def for_train_config(cls, cfg: TrainConfig, store: Store) -> Student:
+        """The student of ``cfg`` for the store's ``text/<cfg.text>`` and ``frames/<cfg.frames>``."""
+        return cls.for_store(cfg.student, store, cfg.text, cfg.frames)
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         """Normalised caption vectors [B, D]."""
@@ -104,6 +115,19 @@ class Student(nn.Module):
                 weights = F.softmax(scores, -1)
         video = (weights.unsqueeze(-1) * normed).sum(1)
         return F.normalize(video, dim=-1), logits
+
+    def encode_captions(self, arrays: Arrays) -> Side:
+        return (self.encode_text(arrays[self.caption_arrays[0]]),)
+
+    def encode_videos(self, arrays: Arrays) -> tuple[Side, torch.Tensor | None]:
+        video, frame_logits = self.encode_video(arrays[self.video_arrays[0]], arrays[self.video_arrays[1]])
+        return (video,), frame_logits
+
+    def similarity(self, captions: Side, videos: Side) -> torch.Tensor:
+        return captions[0] @ videos[0].T
+
+    def widths(self) -> list[int]:
+        return [self.text_projection.in_features, self.text_projection.out_features]
 
     def scale(self) -> torch.Tensor:
         """The logit scale (kept <= 100 by ``clamp_scale`` after each step, so it still learns)."""

@@ -25,18 +25,18 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from teachcache.cache import schema
 from teachcache.cache.errors import NumericalError
 from teachcache.cache.schema import VIDEOS
 from teachcache.cache.store import Store
 from teachcache.stages.common.data import Batch, RamLoader, ShardLoader, load_split
 from teachcache.stages.common.device import resolve_device
 from teachcache.stages.common.distributed import RankInfo, gather_rows, rank_sizes, start_process_group
+from teachcache.stages.student.base import RetrievalStudent, Side
+from teachcache.stages.student.build import build_student
 from teachcache.stages.student.config import TrainConfig
 from teachcache.stages.student.denoise import denoised_rows
 from teachcache.stages.student.evaluate import evaluate, left_out_warnings, metrics_table, selection_warnings
 from teachcache.stages.student.init import initialise
-from teachcache.stages.student.model import Student
 from teachcache.stages.student.objectives import OBJECTIVES
 from teachcache.stages.student.objectives.bank import TeacherBank
 from teachcache.stages.student.objectives.base import Objective, StepOutputs
@@ -51,7 +51,7 @@ class NonFiniteLoss(FloatingPointError):
         self.parts = parts
 
 
-def param_groups(student: Student, cfg: TrainConfig) -> list[dict[str, Any]]:
+def param_groups(student: RetrievalStudent, cfg: TrainConfig) -> list[dict[str, Any]]:
     """AdamW groups: decayed weights, undecayed biases/norms (and the scalar logit scale), AFA at a higher rate."""
     groups: dict[str, list[torch.nn.Parameter]] = {"decay": [], "no_decay": [], "afa_decay": [], "afa_no_decay": []}
     for name, p in student.named_parameters():
@@ -77,37 +77,31 @@ def warmup_cosine(total_steps: int, warmup: float) -> Callable[[int], float]:
 
 
 class BatchEmbedder(torch.nn.Module):
-    """One rank's share of a step: its captions' and videos' embeddings (what DDP wraps)."""
+    """One rank's share of a step: its captions' and videos' sides (what DDP wraps)."""
 
-    def __init__(self, student: Student):
+    def __init__(self, student: RetrievalStudent):
         super().__init__()
         self.student = student
 
-    def forward(self, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        video, frame_logits = self.student.encode_video(frames, mask)
-        return self.student.encode_text(text), video, frame_logits, self.student.scale()
+    def forward(self, arrays: dict[str, torch.Tensor]) -> tuple[Side, Side, torch.Tensor | None, torch.Tensor]:
+        videos, frame_logits = self.student.encode_videos(arrays)
+        return self.student.encode_captions(arrays), videos, frame_logits, self.student.scale()
 
 
-def global_logits(
-    student: Student, embedder: torch.nn.Module, rank: RankInfo, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+def global_logits(student: RetrievalStudent, embedder: torch.nn.Module, rank: RankInfo, arrays: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """S [B, B] and AFA frame logits of the whole (global) batch. Under torchrun each rank
-    embeds its contiguous share and the embeddings are all-gathered with gradient, so every
-    loss sees the global batch (docs/method.md section 4) and DDP's averaged gradients equal a
-    one-process step's."""
+    embeds its contiguous share and the sides are all-gathered with gradient, so every loss
+    sees the global batch (docs/method.md section 4) and DDP's averaged gradients equal a
+    one-process step's (batch statistics aside: a CE student's BatchNorm sees its rank's share)."""
     if rank.world == 1:
-        logits: tuple[torch.Tensor, torch.Tensor | None] = student(text, frames, mask)
-        return logits
-    sizes = rank_sizes(len(text), rank.world)
+        return student.logits(arrays)
+    names = student.array_names()
+    total = len(arrays[names[0]])
+    sizes = rank_sizes(total, rank.world)
     part = slice(sum(sizes[: rank.rank]), sum(sizes[: rank.rank + 1]))
-    t, v, frame_logits, scale = embedder(text[part], frames[part], mask[part])
-    t, v = gather_rows(t, sizes), gather_rows(v, sizes)
-    return scale * t @ v.T, None if frame_logits is None else gather_rows(frame_logits, sizes)
-
-
-def student_arrays(cfg: TrainConfig) -> tuple[str, str, str]:
-    """The (text, frames, frame mask) arrays the student reads."""
-    return schema.text(cfg.text), schema.frames(cfg.frames), schema.frame_mask(cfg.frames)
+    captions, videos, frame_logits, scale = embedder({n: arrays[n][part] for n in names})
+    captions, videos = tuple(gather_rows(t, sizes) for t in captions), tuple(gather_rows(v, sizes) for v in videos)
+    return scale * student.similarity(captions, videos), None if frame_logits is None else gather_rows(frame_logits, sizes)
 
 
 def build_objective(cfg: TrainConfig) -> Objective:
@@ -121,13 +115,12 @@ class Trainer:
     """Everything one step needs: the student (and its DDP wrapper), the objective, the
     teachers, the optimiser and the learning-rate schedule."""
 
-    student: Student
+    student: RetrievalStudent
     embedder: torch.nn.Module
     objective: Objective
     bank: TeacherBank
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR | None
-    arrays: tuple[str, str, str]
     grad_clip: float
     rank: RankInfo = field(default_factory=RankInfo)
 
@@ -139,7 +132,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         objective = build_objective(cfg)
         bank = TeacherBank(objective.teachers(), store, device)
-        student = Student.for_store(cfg.student, store, cfg.text, cfg.frames)
+        student = build_student(cfg, store)
         if cfg.student.init:
             initialise(student, cfg.student.init)
         student = student.to(device)
@@ -148,14 +141,19 @@ class Trainer:
             embedder = torch.nn.parallel.DistributedDataParallel(embedder, device_ids=[device.index] if device.type == "cuda" else None)
         optimizer = torch.optim.AdamW(param_groups(student, cfg), betas=(0.9, 0.98), eps=1e-6)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, cfg.warmup)) if total_steps else None
-        return cls(student, embedder, objective, bank, optimizer, scheduler, student_arrays(cfg), cfg.grad_clip, rank)
+        return cls(student, embedder, objective, bank, optimizer, scheduler, cfg.grad_clip, rank)
 
     def needs_relevance(self) -> bool:
         return self.objective.needs_relevance(self.student.config)
 
+    @property
+    def arrays(self) -> list[str]:
+        """The arrays the student reads."""
+        return self.student.array_names()
+
     def batch_arrays(self) -> list[str]:
         """Every array a training batch carries: the student's, the teachers' inputs, relevance where taught."""
-        return [*self.arrays, *self.bank.arrays(), *(self.bank.relevance_arrays() if self.needs_relevance() else [])]
+        return list(dict.fromkeys([*self.arrays, *self.bank.arrays(), *(self.bank.relevance_arrays() if self.needs_relevance() else [])]))
 
 
 def train_step(trainer: Trainer, arrays: dict[str, torch.Tensor], phases: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
@@ -168,14 +166,13 @@ def train_step(trainer: Trainer, arrays: dict[str, torch.Tensor], phases: dict[s
 
     def mark() -> None:
         if phases is not None:
-            if trainer.student.logit_scale.is_cuda:
+            if next(trainer.student.parameters()).is_cuda:
                 torch.cuda.synchronize()
             marks.append(time.perf_counter())
 
     trainer.student.train()
-    text, frames, mask_name = trainer.arrays
-    mask = arrays[mask_name]
-    logits, frame_logits = global_logits(trainer.student, trainer.embedder, trainer.rank, arrays[text], arrays[frames], mask)
+    logits, frame_logits = global_logits(trainer.student, trainer.embedder, trainer.rank, arrays)
+    mask = arrays[trainer.student.video_arrays[-1]] if frame_logits is not None else None
     parts = trainer.objective.parts(StepOutputs(logits, frame_logits, mask, arrays, trainer.student), trainer.bank)
     bad = [k for k, v in parts.items() if not torch.isfinite(v)]
     if bad:
@@ -240,7 +237,7 @@ class TrainingRecipe:
             kinds = {a.name: a.rows for a in store.arrays}
             video_names = [n for n in train_arrays if kinds.get(n) == VIDEOS]
             self.loader = ShardLoader(store, self.train, rows, video_names, cfg.batch_size, cfg.buffer_shards)
-        self.val, self.test = (load_split(store, split, list(trainer.arrays)) for split in (cfg.val_split, "test"))
+        self.val, self.test = (load_split(store, split, trainer.arrays) for split in (cfg.val_split, "test"))
         if cfg.val_split == "test" and self.progress:
             print("note: the best epoch is selected on the test split (train.val_split = test); its test numbers are optimistic")
         self.warnings = selection_warnings(self.val, cfg.val_split) + left_out_warnings({"train": self.train, cfg.val_split: self.val, "test": self.test})
@@ -290,7 +287,7 @@ class TrainingRecipe:
                 sums[k] = sums.get(k, 0.0) + v.item()
             steps += 1
         seconds = time.perf_counter() - t0
-        val = evaluate(t.student, self.val, t.arrays, self.device, self.cfg.eval_batch)
+        val = evaluate(t.student, self.val, self.device, self.cfg.eval_batch)
         return {"epoch": epoch + 1, "seconds": seconds, "teacher_seconds": t.bank.seconds, "steps": steps, "loss": {k: v / max(1, steps) for k, v in sums.items()}, "val": val}
 
     def _step(self, batch: Batch, epoch: int, step: int) -> dict[str, torch.Tensor]:
@@ -332,8 +329,8 @@ class TrainingRecipe:
         history = self.history
         result = {
             "best_epoch": self.best["epoch"],
-            "val": evaluate(t.student, self.val, t.arrays, self.device, cfg.eval_batch),
-            "test": evaluate(t.student, self.test, t.arrays, self.device, cfg.eval_batch),
+            "val": evaluate(t.student, self.val, self.device, cfg.eval_batch),
+            "test": evaluate(t.student, self.test, self.device, cfg.eval_batch),
             "epoch_seconds": sum(h["seconds"] for h in history) / max(1, len(history)),
             "teacher_ms_per_step": 1000 * sum(h.get("teacher_seconds", 0.0) for h in history) / max(1, sum(h.get("steps", 0) for h in history)),
             "train_seconds": time.perf_counter() - self.started,
@@ -345,7 +342,8 @@ class TrainingRecipe:
             "left_out": {name: split.left_out for name, split in (("train", self.train), (cfg.val_split, self.val), ("test", self.test)) if split.left_out.get("videos")},
             "store_fingerprint": self.store.fingerprint,
             "store_components": self.store.attrs.get("components", {}),
-            "student_widths": [t.student.text_projection.in_features, t.student.text_projection.out_features],
+            "student_kind": t.student.kind,
+            "student_widths": t.student.widths(),
             "config": asdict(cfg),
         }
         if self.rank.is_main:

@@ -17,11 +17,12 @@ from teachcache.cache.fingerprint import differences
 from teachcache.cache.store import MissingArray, Store
 from teachcache.stages.common.data import store_splits
 from teachcache.stages.common.losses import COARSE_TEACHING, FINE_TEACHING
+from teachcache.stages.student.build import check_student
 from teachcache.stages.student.config import TrainConfig, results_config
-from teachcache.stages.student.model import Student
 from teachcache.stages.teachers.heads import stored_teachers
 
 LOADERS = ("ram", "stream")
+SOURCES = ("extract", "features")
 RANK_LOSSES = ("max_margin", "infonce")
 SELECTION_SPLITS = ("val", "test")
 RUN_FILES = ("config.toml", "metrics.json", "metrics.md", "best.safetensors", "last.pt", "teachers.json", "teachers.md", "report.html", "index.safetensors", "checkpoints")
@@ -39,24 +40,35 @@ def check_train_config(cfg: TrainConfig) -> None:
     _require(cfg.lr > 0 and cfg.afa_lr_multiplier > 0 and cfg.weight_decay >= 0, "train.lr and train.afa_lr_multiplier must be > 0, train.weight_decay >= 0")
     _require(0 <= cfg.warmup < 1 and cfg.grad_clip > 0, f"train.warmup = {cfg.warmup} must be in [0, 1) and train.grad_clip = {cfg.grad_clip} > 0")
     _require(cfg.eval_batch >= 1 and cfg.buffer_shards >= 1, "train.eval_batch and train.buffer_shards must be >= 1")
+    _require(cfg.source in SOURCES, f"train.source = {cfg.source!r}; choose one of {SOURCES}")
     _require(cfg.loader in LOADERS, f"train.loader = {cfg.loader!r}; choose one of {LOADERS}")
     _require(cfg.val_split in SELECTION_SPLITS, f"train.val_split = {cfg.val_split!r}; choose one of {SELECTION_SPLITS}")
     _require(cfg.denoise.top_k >= 0, f"train.denoise.top_k = {cfg.denoise.top_k} must be >= 0 (0 keeps every caption)")
     _require(not student.init or Path(student.init).is_file(), f"train.student.init = {student.init}: no such file (a CLIP4Clip or TeachCLIP checkpoint, or a CLIP state dict)")
     _require(student.layers >= 0 and student.heads >= 0 and student.max_frames >= 1, "train.student.layers >= 0, heads >= 0 and max_frames >= 1 are needed")
     _require(student.logit_scale > 0, f"train.student.logit_scale = {student.logit_scale} must be > 0")
+    _require(
+        min(student.text_clusters, student.shared_dim, student.default_clusters, *student.vlad_clusters.values()) >= 1 and student.text_ghosts >= 0,
+        "train.student: text_clusters, shared_dim, default_clusters and vlad_clusters must be >= 1, text_ghosts >= 0",
+    )
+    _require(student.kind == "clip4clip" or not student.init, "train.student.init starts a clip4clip student's heads; a ce student starts from CE's init")
+    _require(student.kind == "clip4clip" or not student.afa, "train.student.afa: AFA aggregates frames of a clip4clip student; set it false for a ce student")
     COARSE_TEACHING.check(obj.coarse, "train.objective.coarse")
     FINE_TEACHING.check(obj.fine, "train.objective.fine")
     _require(obj.rank_loss in RANK_LOSSES, f"train.objective.rank_loss = {obj.rank_loss!r}; choose one of {RANK_LOSSES}")
     _require(obj.fine_temperature > 0 and obj.mckd_tau > 0, "train.objective.fine_temperature and mckd_tau must be > 0")
-    _require(obj.kind == "infonce" or bool(obj.teachers), f"train.objective.kind = {obj.kind!r} distils: name its teachers in train.objective.teachers")
+    alone = obj.kind == "infonce" or (obj.kind == "teachtext" and obj.w_distill == 0)
+    _require(alone or bool(obj.teachers), f"train.objective.kind = {obj.kind!r} distils: name its teachers in train.objective.teachers")
 
 
 def check_against_store(cfg: TrainConfig, store: Store) -> None:
     """What the run needs from the store: its arrays, its teachers, its splits, a student that fits its widths."""
-    missing = [name for name in (schema.text(cfg.text), schema.frames(cfg.frames), schema.frame_mask(cfg.frames)) if not store.has(name)]
-    if missing:
-        raise MissingArray(f"train.text = {cfg.text!r} and train.frames = {cfg.frames!r} need {missing}, which store {store.path} lacks; it has {[a.name for a in store.arrays]}")
+    if cfg.student.kind == "clip4clip":
+        missing = [name for name in (schema.text(cfg.text), schema.frames(cfg.frames), schema.frame_mask(cfg.frames)) if not store.has(name)]
+        if missing:
+            raise MissingArray(
+                f"train.text = {cfg.text!r} and train.frames = {cfg.frames!r} need {missing}, which store {store.path} lacks; it has {[a.name for a in store.arrays]}"
+            )
     if cfg.objective.kind != "infonce":
         unknown = [n for n in cfg.objective.teachers if n not in stored_teachers(store)]
         _require(
@@ -72,10 +84,10 @@ def check_against_store(cfg: TrainConfig, store: Store) -> None:
     _require(
         cfg.denoise.top_k == 0 or store.has(schema.DENOISE_RANK), f"train.denoise.top_k = {cfg.denoise.top_k}, but store {store.path} has no denoise ranks (it has no teacher)"
     )
-    num_frames = dict((a.name, a.tail) for a in store.arrays)[schema.frames(cfg.frames)][0]
-    _require(cfg.student.max_frames >= num_frames, f"train.student.max_frames = {cfg.student.max_frames} is below the store's {num_frames} frames per video")
-    with torch.random.fork_rng(devices=[]):
-        Student.for_store(cfg.student, store, cfg.text, cfg.frames)  # refuses widths it cannot take (e.g. heads)
+    if cfg.student.kind == "clip4clip":
+        num_frames = dict((a.name, a.tail) for a in store.arrays)[schema.frames(cfg.frames)][0]
+        _require(cfg.student.max_frames >= num_frames, f"train.student.max_frames = {cfg.student.max_frames} is below the store's {num_frames} frames per video")
+    check_student(cfg, store)  # refuses arrays it lacks and widths it cannot take (e.g. heads)
 
 
 def run_state(run_dir: Path) -> str:

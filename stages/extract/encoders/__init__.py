@@ -16,6 +16,9 @@ FRAME_ENCODERS.add("open_clip", "teachcache.stages.extract.encoders.open_clip:Fr
 FRAME_ENCODERS.add(
     "clip4clip", "teachcache.stages.extract.encoders.openai_clip:OpenAIClipFrameEncoder", "the CLIP of a CLIP4Clip-family checkpoint (CLIP4Clip, TeachCLIP, X-CLIP, TS2-Net)"
 )
+FRAME_ENCODERS.add(
+    "open_clip_motion", "teachcache.stages.extract.encoders.motion:MotionFrameEncoder", "an open_clip image tower over signed differences of consecutive frames (a motion expert)"
+)
 FRAME_ENCODERS.add("ts2net", "teachcache.stages.extract.encoders.ts2net:TS2NetFrameEncoder", "TS2-Net's visual backbone of a TS2-Net checkpoint (token shift, token selection)")
 FRAME_ENCODERS.add("xpool", "teachcache.stages.extract.encoders.hf_clip:HFClipFrameEncoder", "X-Pool's HuggingFace CLIP image tower")
 

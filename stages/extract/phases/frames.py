@@ -22,6 +22,7 @@ from teachcache.cache import schema
 from teachcache.cache.schema import FRAMES_UNIT, KEYFRAMES, VIDEOS
 from teachcache.cache.store import ArraySpec, Store
 from teachcache.stages.extract.decode import DecodedVideo, DecodePool, DecodeRequest, GeometrySpec
+from teachcache.stages.extract.encoders.motion import signed_differences
 from teachcache.stages.extract.phases.base import Phase, PhaseResult
 
 VIDEO_BATCH = 32  # videos whose frames are encoded together
@@ -88,7 +89,7 @@ class FramesPhase(Phase):
 
         def flush() -> None:
             for name, enc in encoders.items():
-                frames, valid, slots = batch_frames(batch, geometries.index(enc.geometry), num_frames, enc.blank_padding)
+                frames, valid, slots = batch_frames(batch, geometries.index(enc.geometry), num_frames, enc.blank_padding, getattr(enc, "frame_differences", False))
                 if name in tokens:
                     out_tokens = enc.encode_tokens(frames, noise[name], valid).astype(np.float16)
                     out = out_tokens[:, 0]
@@ -127,11 +128,15 @@ class FramesPhase(Phase):
         return arrays, failures
 
 
-def batch_frames(batch: list[tuple[int, DecodedVideo]], geometry: int, num_frames: int, blank_padding: bool) -> tuple[np.ndarray, np.ndarray | None, Any]:
+def batch_frames(
+    batch: list[tuple[int, DecodedVideo]], geometry: int, num_frames: int, blank_padding: bool, differences: bool = False
+) -> tuple[np.ndarray, np.ndarray | None, Any]:
     """The frames of a batch of videos at one geometry, the valid mask (None: all valid) and each
-    video's slot count: its decoded frames, or every slot with the padding blank (``blank_padding``)."""
+    video's slot count: its decoded frames, or every slot with the padding blank (``blank_padding``);
+    with ``differences``, each video's signed frame differences (a motion encoder's input)."""
     if not blank_padding:
-        return np.concatenate([video.frames[geometry] for _, video in batch]), None, lambda video: video.num_valid
+        videos = [signed_differences(video.frames[geometry]) if differences else video.frames[geometry] for _, video in batch]
+        return np.concatenate(videos), None, lambda video: video.num_valid
     first = batch[0][1].frames[geometry]
     frames = np.zeros((len(batch) * num_frames, *first.shape[1:]), first.dtype)
     valid = np.zeros(len(batch) * num_frames, bool)

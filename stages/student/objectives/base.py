@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from teachcache.stages.student.base import RetrievalStudent
 from teachcache.stages.student.config import ObjectiveConfig, StudentConfig
-from teachcache.stages.student.model import Student
 from teachcache.stages.student.objectives.bank import TeacherBank
 
 
@@ -18,9 +18,9 @@ class StepOutputs:
 
     logits: torch.Tensor  # S = scale * cos, [B_text, B_video], matched pairs on the diagonal
     frame_logits: torch.Tensor | None  # AFA logits [B, F] (None without AFA)
-    mask: torch.Tensor  # frame mask [B, F]
+    mask: torch.Tensor | None  # frame mask [B, F] (None without frame logits)
     arrays: dict[str, torch.Tensor]
-    student: Student
+    student: RetrievalStudent
 
 
 class Objective:

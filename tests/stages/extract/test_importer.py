@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import SHARED
 
 from teachcache.cache import schema
@@ -20,6 +21,7 @@ from teachcache.cache.store import Store
 from teachcache.stages.extract.config import ExpertFileConfig, FeaturesConfig, TeacherFileConfig, TextFileConfig
 from teachcache.stages.extract.feature_files import FeatureFileError
 from teachcache.stages.extract.importer import run_import
+from teachcache.stages.student.objectives.bank import TeacherBank
 
 GOLDEN_CE = SHARED / "data" / "golden-ce"
 FORMATS = GOLDEN_CE / "formats"
@@ -111,6 +113,12 @@ def test_teacher_matrices_are_rebuilt_as_teachtexts_trainer_builds_them(imported
         sims.append(np.einsum("qmd,bmd->qb", text, video))
         np.testing.assert_allclose(sims[-1], golden[f"teacher_sim/{t}"], atol=1e-6)
     np.testing.assert_allclose(np.mean(sims, 0), golden["teacher_mean"], atol=1e-6)
+    bank = TeacherBank(list(TEACHERS), imported, torch.device("cpu"))  # what stage two rebuilds
+    arrays = {schema.teacher_text(n): torch.from_numpy(imported.read(schema.teacher_text(n), np.array(caption_rows))) for n in TEACHERS}
+    arrays |= {schema.teacher_video(n): torch.from_numpy(imported.read(schema.teacher_video(n), np.array(batch_videos))) for n in TEACHERS}
+    for t, logits in enumerate(bank.logits(arrays)):
+        np.testing.assert_allclose(logits.numpy(), golden[f"teacher_sim/{t}"], atol=1e-6)
+    assert bank.scales() == [1.0, 1.0, 1.0]
     assert not imported.read(schema.teacher_mask("w2v"))[[video_rows["video4"], video_rows["video5"]]].any()  # train videos only
 
 
