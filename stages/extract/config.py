@@ -126,6 +126,15 @@ def _without_name(item: Any, *drop: str) -> dict[str, Any]:
     return {k: v for k, v in asdict(item).items() if k not in ("name", *drop)}
 
 
+KIND_ONLY_FIELDS = {"experts": ("ce",), "shared_dim": ("ce",)}  # teacher fields only these kinds read
+
+
+def teacher_components(teacher: TeacherConfig) -> dict[str, Any]:
+    """A teacher's settings in the fingerprint, without fields its kind never reads (so adding a
+    field for one kind leaves the other kinds' stores valid)."""
+    return {k: v for k, v in _without_name(teacher).items() if teacher.kind in KIND_ONLY_FIELDS.get(k, (teacher.kind,))}
+
+
 def config_components(cfg: ExtractConfig) -> dict[str, Any]:
     """What the extraction config says that determines the store's content: the config part
     of the store's components (``store.json``). Torch-free and cheap, so a consumer (stage
@@ -140,7 +149,7 @@ def config_components(cfg: ExtractConfig) -> dict[str, Any]:
         "shard_size": cfg.layout.shard_size,
         "frame_encoders": {name: _without_name(f, "batch_size") for name, f in cfg.frame_encoders.items()},
         "text_encoders": {name: _without_name(t) for name, t in cfg.text_encoders.items()},
-        "teachers": {name: _without_name(t) for name, t in cfg.teachers.items()},
+        "teachers": {name: teacher_components(t) for name, t in cfg.teachers.items()},
         "denoise_teachers": list(cfg.denoise_teachers),
     }
 

@@ -64,3 +64,10 @@ def test_a_ce_teacher_needs_frame_encoders_as_experts():
 
     with pytest.raises(TeacherError, match="motion"):
         CETeacher.check_config(config, {"clip": FrameEncoderConfig()}, {"clip": object()})
+
+
+def test_ce_only_fields_stay_out_of_other_teachers_fingerprints():
+    from teachcache.stages.extract.config import teacher_components
+
+    assert "experts" not in teacher_components(TeacherConfig(name="dual")) and "shared_dim" not in teacher_components(TeacherConfig(name="dual"))
+    assert teacher_components(TeacherConfig(name="ce", kind="ce", experts=["clip"]))["experts"] == ["clip"]
