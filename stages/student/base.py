@@ -42,6 +42,10 @@ class RetrievalStudent(nn.Module):
         """The raw similarity [captions, videos] (no parameter: the sides carry them)."""
         raise NotImplementedError
 
+    def scaled_similarity(self, scale: torch.Tensor, captions: Side, videos: Side) -> torch.Tensor:
+        """``scale * similarity`` (a kind may fold the scale in elsewhere, to keep its rounding)."""
+        return scale * self.similarity(captions, videos)
+
     def scale(self) -> torch.Tensor:
         """The factor between the logits and the raw similarity (1 for a student without one)."""
         return torch.ones((), device=next(self.parameters()).device)
@@ -56,7 +60,7 @@ class RetrievalStudent(nn.Module):
     def logits(self, arrays: Arrays) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits [B, B] of a batch's captions against its videos, and the frame logits."""
         videos, frame_logits = self.encode_videos(arrays)
-        return self.scale() * self.similarity(self.encode_captions(arrays), videos), frame_logits
+        return self.scaled_similarity(self.scale(), self.encode_captions(arrays), videos), frame_logits
 
     def array_names(self) -> list[str]:
         return [*self.caption_arrays, *self.video_arrays]

@@ -101,7 +101,7 @@ def global_logits(student: RetrievalStudent, embedder: torch.nn.Module, rank: Ra
     part = slice(sum(sizes[: rank.rank]), sum(sizes[: rank.rank + 1]))
     captions, videos, frame_logits, scale = embedder({n: arrays[n][part] for n in names})
     captions, videos = tuple(gather_rows(t, sizes) for t in captions), tuple(gather_rows(v, sizes) for v in videos)
-    return scale * student.similarity(captions, videos), None if frame_logits is None else gather_rows(frame_logits, sizes)
+    return student.scaled_similarity(scale, captions, videos), None if frame_logits is None else gather_rows(frame_logits, sizes)
 
 
 def build_objective(cfg: TrainConfig) -> Objective:
