@@ -4,7 +4,9 @@ where a video lacks the feature, as Collaborative Experts writes). One reader pe
 - ``pickle``: CE's ``.pkl``/``.pickle`` files, through ``cache.pickles``' numpy unpickler
   (data only: dicts, lists, numbers, strings and numpy arrays);
 - ``npz``: one array per video id (``np.savez``), read without pickle;
-- ``hdf5``: one dataset per video id at the file's top level.
+- ``hdf5``: one dataset per video id at the file's top level;
+- ``npy``: one array ``[V, ...]`` (read without pickle) whose rows are the video ids listed, one
+  per line, in ``<file stem>.ids.txt`` beside it; an all-NaN row marks a missing video.
 
 Torch-free (the config lists the formats).
 """
@@ -41,12 +43,26 @@ def read_hdf5(path: Path) -> dict[str, Any]:
         return {key: handle[key][()] for key in handle if isinstance(handle[key], h5py.Dataset)}
 
 
+def read_npy(path: Path) -> dict[str, Any]:
+    import numpy as np
+
+    ids_path = path.with_suffix(".ids.txt")
+    if not ids_path.is_file():
+        raise InputMissing(f"{path}: a .npy of features needs its video ids, one per line, in {ids_path.name} beside it")
+    ids = [line.strip() for line in ids_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = np.load(path, allow_pickle=False)
+    if rows.ndim < 2 or len(rows) != len(ids):
+        raise FeatureFileError(f"{path}: {rows.shape} rows for the {len(ids)} ids of {ids_path.name}; expected one row per id")
+    return dict(zip(ids, rows))
+
+
 FEATURE_FILES: Registry[Any] = Registry("feature file format")
 FEATURE_FILES.add("auto", None, "from the file's suffix")
 FEATURE_FILES.add("pickle", read_pickle, "a pickle of video id -> array (CE's), data only")
 FEATURE_FILES.add("npz", read_npz, "np.savez of one array per video id")
 FEATURE_FILES.add("hdf5", read_hdf5, "one dataset per video id")
-SUFFIXES = {".pkl": "pickle", ".pickle": "pickle", ".pckl": "pickle", ".pk": "pickle", ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
+FEATURE_FILES.add("npy", read_npy, "one array [V, ...], its row ids in <stem>.ids.txt")
+SUFFIXES = {".npy": "npy", ".pkl": "pickle", ".pickle": "pickle", ".pckl": "pickle", ".pk": "pickle", ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
 
 
 def format_of(path: Path, format: str = "auto") -> str:

@@ -21,7 +21,7 @@ class StudentConfig:
     max_frames: int = opt(77, "seqTransf: size of the frame position embedding table (CLIP4Clip: CLIP's context length, 77)")
     init: str = opt(
         "",
-        "start the heads from a file: a CLIP4Clip or TeachCLIP checkpoint (seqTransf, AFA, scale) or any CLIP state dict (seqTransf from its text tower's first layers, as CLIP4Clip); \"\" = CLIP4Clip's random init",
+        "start the heads from a file: a CLIP4Clip or TeachCLIP checkpoint (seqTransf, AFA, scale) or any CLIP state dict (seqTransf from its text tower's first layers, as CLIP4Clip); ce: CE's trained_model.pth or state dict over the same experts; \"\" = random init",
     )
     video_projection: bool = opt(True, "a linear video projection (identity-initialised): meanP has no other trainable video parameter")
     afa: bool = opt(True, "TeachCLIP's attentional frame aggregation instead of the plain mean")

@@ -12,8 +12,10 @@ import torch
 
 from teachcache.cache.errors import ConfigError
 from teachcache.stages.common.checkpoints import read_checkpoint
-from teachcache.stages.common.checkpoints.base import CheckpointError, OfficialCheckpoint, load_state
+from teachcache.stages.common.checkpoints.base import CheckpointError, OfficialCheckpoint, load_module, load_state
+from teachcache.stages.common.checkpoints.ce import read_ce
 from teachcache.stages.student.base import RetrievalStudent
+from teachcache.stages.student.ce import CEStudent
 from teachcache.stages.student.config import StudentConfig
 from teachcache.stages.student.model import Student
 
@@ -42,11 +44,14 @@ def student_config_of(checkpoint: OfficialCheckpoint, max_frames: int = 0) -> St
 
 
 def initialise(student: RetrievalStudent, path: str) -> list[str]:
-    """Load the heads ``path`` gives into ``student`` (a clip4clip student); returns what was
-    loaded, one line each. Refused in one line when the file fits neither kind or its shapes
-    are not the student's."""
+    """Load the heads ``path`` gives into ``student``; returns what was loaded, one line each.
+    Refused in one line when the file fits neither kind or its shapes are not the student's.
+    A ce student starts from a CE checkpoint (``trained_model.pth`` or its state dict) over the
+    same experts."""
+    if isinstance(student, CEStudent):
+        return _from_ce_checkpoint(student, path)
     if not isinstance(student, Student):
-        raise ConfigError(f"train.student.init starts a clip4clip student's heads, not a {student.kind!r} student's")
+        raise ConfigError(f"train.student.init: a {student.kind!r} student cannot start from a file")
     try:
         checkpoint = read_checkpoint(path)
     except CheckpointError:
@@ -55,6 +60,15 @@ def initialise(student: RetrievalStudent, path: str) -> list[str]:
         return _from_student_checkpoint(student, checkpoint)
     state = checkpoint.backbone if checkpoint is not None and checkpoint.format == "clip4clip" else _clip_state(path)
     return _from_text_tower(student, state, path)
+
+
+def _from_ce_checkpoint(student: CEStudent, path: str) -> list[str]:
+    """CE's official weights (its names are the student's) for the student's experts, in CE's sorted order."""
+    ckpt = read_ce(path, experts=list(student.arch.order))
+    if ckpt.arch.to_dict() != student.arch.to_dict():
+        raise CheckpointError(f"train.student.init = {path}: a CE+ of {ckpt.arch.to_dict()}, the student is {student.arch.to_dict()}; match train.student's experts and sizes")
+    load_module(student, ckpt.checkpoint.head, f"{path}: the CE network")
+    return [f"{len(ckpt.checkpoint.head)} CE tensors from {path} (experts {list(student.arch.order)})"]
 
 
 def _from_student_checkpoint(student: Student, checkpoint: OfficialCheckpoint) -> list[str]:

@@ -44,14 +44,16 @@ def check_train_config(cfg: TrainConfig) -> None:
     _require(cfg.loader in LOADERS, f"train.loader = {cfg.loader!r}; choose one of {LOADERS}")
     _require(cfg.val_split in SELECTION_SPLITS, f"train.val_split = {cfg.val_split!r}; choose one of {SELECTION_SPLITS}")
     _require(cfg.denoise.top_k >= 0, f"train.denoise.top_k = {cfg.denoise.top_k} must be >= 0 (0 keeps every caption)")
-    _require(not student.init or Path(student.init).is_file(), f"train.student.init = {student.init}: no such file (a CLIP4Clip or TeachCLIP checkpoint, or a CLIP state dict)")
+    _require(
+        not student.init or Path(student.init).is_file(),
+        f"train.student.init = {student.init}: no such file (a CLIP4Clip or TeachCLIP checkpoint, a CLIP state dict, or for a ce student a CE checkpoint)",
+    )
     _require(student.layers >= 0 and student.heads >= 0 and student.max_frames >= 1, "train.student.layers >= 0, heads >= 0 and max_frames >= 1 are needed")
     _require(student.logit_scale > 0, f"train.student.logit_scale = {student.logit_scale} must be > 0")
     _require(
         min(student.text_clusters, student.shared_dim, student.default_clusters, *student.vlad_clusters.values()) >= 1 and student.text_ghosts >= 0,
         "train.student: text_clusters, shared_dim, default_clusters and vlad_clusters must be >= 1, text_ghosts >= 0",
     )
-    _require(student.kind == "clip4clip" or not student.init, "train.student.init starts a clip4clip student's heads; a ce student starts from CE's init")
     _require(student.kind == "clip4clip" or not student.afa, "train.student.afa: AFA aggregates frames of a clip4clip student; set it false for a ce student")
     COARSE_TEACHING.check(obj.coarse, "train.objective.coarse")
     FINE_TEACHING.check(obj.fine, "train.objective.fine")

@@ -181,7 +181,7 @@ def test_a_rerun_skips_finished_shards_and_other_files_are_refused(tmp_path):
     assert Store.open(store).num_rows(schema.VIDEOS) == 7  # untouched
 
 
-def test_npz_and_hdf5_experts_import_like_pickles(tmp_path):
+def test_npz_hdf5_and_npy_experts_import_like_pickles(tmp_path):
     import h5py
 
     content = load_pickle(ROOT / EXPERT_FILES["face"][0], "numpy")
@@ -192,8 +192,11 @@ def test_npz_and_hdf5_experts_import_like_pickles(tmp_path):
     with h5py.File(root / "face.h5", "w") as handle:
         for k, v in present.items():
             handle[k] = v
+    ids = list(content)
+    np.save(root / "face.npy", np.stack([np.full(16, np.nan, np.float32) if isinstance(content[v], float) else content[v] for v in ids]))
+    (root / "face.ids.txt").write_text("\n".join(ids) + "\n")
     stored = {}
-    for suffix in ("npz", "h5"):
+    for suffix in ("npz", "h5", "npy"):
         cfg = ce_config(tmp_path / suffix, root)
         cfg.experts = {"face": ExpertFileConfig("face", f"face.{suffix}")}
         cfg.text = cfg.teachers = {}

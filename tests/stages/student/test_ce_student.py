@@ -18,6 +18,7 @@ from teachcache.stages.extract.config import ExpertFileConfig, FeaturesConfig, T
 from teachcache.stages.extract.importer import run_import
 from teachcache.stages.student.build import build_student
 from teachcache.stages.student.config import StudentConfig, TrainConfig
+from teachcache.stages.student.init import initialise
 
 GOLDEN_CE = SHARED / "data" / "golden-ce"
 ROOT = GOLDEN_CE / "formats" / "structured-symlinks"
@@ -59,7 +60,8 @@ def test_the_official_ce_weights_over_the_store_give_the_official_similarities(s
     """Official state dict into the student, its arrays read from the store: the golden sims of
     the val videos (2 captions each) within 1e-5 of their largest value."""
     student = build_student(golden_student_config(), store)
-    student.load_state_dict(torch.load(GOLDEN_CE / "ce_student" / "state_dict.pth", weights_only=True))
+    loaded = initialise(student, str(GOLDEN_CE / "ce_student" / "trained_model.pth"))  # train.student.init, from CE's own file
+    assert loaded == [f"124 CE tensors from {GOLDEN_CE / 'ce_student' / 'trained_model.pth'} (experts {list(EXPERTS)})"]
     student.eval()
     videos = store.videos().to_pylist()
     val = np.array([i for i, v in enumerate(videos) if v["split"] == "val"])
@@ -72,6 +74,13 @@ def test_the_official_ce_weights_over_the_store_give_the_official_similarities(s
     golden = np.load(GOLDEN_CE / "ce_student" / "outputs.npz")["sims"]
     assert sims.shape == golden.shape == (6, 3)
     assert np.abs(sims - golden).max() / np.abs(golden).max() < 1e-5
+
+
+def test_a_ce_checkpoint_over_other_sizes_is_refused(store):
+    cfg = golden_student_config()
+    cfg.student.shared_dim = 16
+    with pytest.raises(Exception, match="shared_dim"):
+        initialise(build_student(cfg, store), str(GOLDEN_CE / "ce_student" / "state_dict.pth"))
 
 
 def test_a_ce_student_names_what_the_store_lacks(store):
