@@ -14,7 +14,7 @@ LINT_TREE := .lint
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup data extract-teachers teachers train-student report ablate demo browser lint test test-quick bench clean
+.PHONY: setup data extract-teachers teachers train-student report ablate experts-study demo browser lint test test-quick bench clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,12 @@ report: setup
 # the teacher study over the demo's store (pipeline/configs/demo-study.toml)
 ablate: setup
 	$(BIN)/teachcache ablate --config $(STUDY) --set extract.data=$(DATA) --set extract.store=$(STORE)
+
+# TeachText's video-side extension over the demo's clips (pipeline/configs/demo-experts.toml):
+# a motion expert, two-expert ce teachers, a student on appearance alone; its own store
+experts-study: setup data
+	$(BIN)/teachcache extract --config demo-experts --set extract.data=$(DATA)
+	$(BIN)/teachcache ablate --config demo-experts --set extract.data=$(DATA)
 
 # stage one (with the teachers' fitting), the teacher report card, stage two, the HTML report
 demo: extract-teachers

@@ -230,13 +230,15 @@ def train(config_path: str, overrides: tuple[str, ...], quiet: bool, resume: boo
 @click.option("--quiet", is_flag=True, help="no progress lines")
 @user_errors
 def teachers(store: str | None, config_path: str, overrides: tuple[str, ...], no_baseline: bool, as_json: bool, quiet: bool) -> None:
-    """The teacher report card of a store (default: extract.store): each teacher's own val/test
-    t2v R1/R5/R10 next to the InfoNCE-only student ([train] of the config) from the same cache."""
+    """The teacher report card of a store (default: the store [train] reads): each teacher's own
+    val/test t2v R1/R5/R10 next to the student without teachers ([train] of the config) from the
+    same cache."""
     from teachcache.cache.store import Store
     from teachcache.pipeline.report import card_markdown, ensure_baseline, teacher_card, write_card
+    from teachcache.pipeline.runs import student_store_path
 
     cfg = load_config(config_path, list(overrides))
-    with Store.open(store or cfg.extract.store) as opened:
+    with Store.open(store or student_store_path(cfg)) as opened:
         baseline = None if no_baseline else ensure_baseline(cfg.train, opened, progress=not quiet and not as_json)
         card = teacher_card(opened, baseline)
         path = write_card(card, opened.scratch("report"))

@@ -22,9 +22,14 @@ def load_run(run_dir: str | Path, also: tuple[str, ...] = ()) -> tuple[Config, d
     return load_config(run_dir / "config.toml"), json.loads((run_dir / "metrics.json").read_text())
 
 
+def student_store_path(config: Config) -> str:
+    """Where the store a config's stage two reads lives (``train.source``)."""
+    return config.features.store if config.train.source == "features" else config.extract.store
+
+
 def open_run_store(config: Config, metrics: dict[str, Any]) -> Store:
     """The store the run trained from; refused, with every field that differs, if it was rebuilt since."""
-    store = Store.open(config.extract.store)
+    store = Store.open(student_store_path(config))
     if store.fingerprint == metrics["store_fingerprint"]:
         return store
     trained_on = metrics.get("store_components") or {"config": config_components(config.extract)}  # older runs kept the config only

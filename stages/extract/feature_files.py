@@ -74,6 +74,11 @@ def format_of(path: Path, format: str = "auto") -> str:
     return SUFFIXES[path.suffix.lower()]
 
 
+def companion_files(path: Path, format: str = "auto") -> list[Path]:
+    """Files beside ``path`` that its reading also uses (a .npy's ids), for the fingerprint."""
+    return [path.with_suffix(".ids.txt")] if format_of(path, format) == "npy" else []
+
+
 def read_feature_file(path: Path, format: str = "auto") -> dict[str, Any]:
     """``{video id: value}`` of a feature file (or a teacher or text file in pickle form)."""
     if not path.is_file():

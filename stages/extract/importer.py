@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from teachcache.cache.pickles import load_pickle
 from teachcache.cache.schema import CAPTIONS, VIDEOS
 from teachcache.cache.store import ArraySpec, Store
 from teachcache.stages.extract.config import ExpertFileConfig, FeaturesConfig, TeacherFileConfig, TextFileConfig, features_components
-from teachcache.stages.extract.feature_files import FeatureFileError, read_feature_file
+from teachcache.stages.extract.feature_files import FeatureFileError, companion_files, read_feature_file
 from teachcache.stages.extract.run import removed_if_left_empty
 from teachcache.stages.teachers.config import TeacherConfig
 from teachcache.stages.teachers.heads import build_teacher, save_head
@@ -45,12 +46,27 @@ from teachcache.stages.teachers.heads import build_teacher, save_head
 SHOWN_IDS = 5  # video ids named in a message, per list
 
 
+Rows = Callable[[int, int], np.ndarray]  # rows [lo, hi) of a column, built when its shard is written
+
+
 @dataclass
 class Column:
-    """One array to write: its spec and its rows, built in memory from the files."""
+    """One array to write: its spec and how to build any range of its rows (from the checked
+    source arrays, so a whole padded column never sits in memory)."""
 
     spec: ArraySpec
-    values: np.ndarray
+    rows: Rows
+
+
+def _padded(items: list[np.ndarray | None], tail: tuple[int, ...], lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [lo, hi) of variable-length items (None: absent) zero padded to ``tail`` = (T, D), and their masks [n, T]."""
+    values, mask = np.zeros((hi - lo, *tail), np.float32), np.zeros((hi - lo, tail[0]), bool)
+    for row, item in enumerate(items[lo:hi]):
+        if item is not None:
+            kept = item[: tail[0]]
+            values[row, : len(kept)] = kept
+            mask[row, : len(kept)] = True
+    return values, mask
 
 
 @dataclass
@@ -129,6 +145,9 @@ def read_videos(cfg: FeaturesConfig, root: Path) -> tuple[list[tuple[str, str]],
     lacking = [v for v, _ in videos if not raw.get(v)]
     if lacking:
         raise FeatureFileError(f"{path}: {len(lacking)} videos of the split files have no captions: {_ids(lacking)}")
+    odd = [v for v, _ in videos if not isinstance(raw[v], (list, tuple))]
+    if odd:
+        raise FeatureFileError(f"{path}: the captions of {len(odd)} videos are not a list (of strings or of word lists): {_ids(odd)}")
     captions = {v: [c if isinstance(c, str) else " ".join(map(str, c)) for c in raw[v]] for v, _ in videos}
     return videos, captions
 
@@ -152,10 +171,10 @@ def is_missing(value: Any) -> bool:
 
 
 def _features(value: Any, vid: str, path: Path, fixed: bool) -> np.ndarray:
-    """A present video's features as float32 ``[D]`` (fixed) or ``[T, D]``; refuses partial NaN."""
+    """A present video's features ``[D]`` (fixed) or ``[T, D]`` (the source array, not copied); refuses partial NaN."""
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
         raise FeatureFileError(f"{path}: video {vid!r} holds {type(value).__name__}, not a numeric array")
-    array = value.astype(np.float32)
+    array = value
     if fixed and array.ndim == 2 and array.shape[0] == 1:
         array = array[0]  # zsvision writes fixed features as [1, D]
     if array.ndim != (1 if fixed else 2):
@@ -179,22 +198,22 @@ def expert_columns(expert: ExpertFileConfig, path: Path, video_ids: list[str]) -
         raise FeatureFileError(f"{path}: feature widths differ between videos ({sorted(widths)})")
     width = widths.pop()
     tail = (width,) if fixed else (expert.max_tokens, width)
-    values = np.zeros((len(video_ids), *tail), np.float32)
-    mask = np.zeros((len(video_ids), *tail[:-1]), bool)
-    for row, vid in enumerate(video_ids):
-        if vid in present:
-            kept = present[vid][: expert.max_tokens] if not fixed else present[vid]
-            values[row, : len(kept)] = kept
-            mask[row, ...] = True if fixed else np.arange(expert.max_tokens) < len(kept)
+    items = [present.get(v) for v in video_ids]
+
+    def values(lo: int, hi: int) -> np.ndarray:
+        if not fixed:
+            return _padded(items, tail, lo, hi)[0]
+        return np.stack([np.zeros(width, np.float32) if x is None else x.astype(np.float32) for x in items[lo:hi]])
+
+    def mask(lo: int, hi: int) -> np.ndarray:
+        return np.array([x is not None for x in items[lo:hi]]) if fixed else _padded(items, tail, lo, hi)[1]
+
     unit = schema.import_unit(expert.name, VIDEOS)
-    return (
-        [
-            Column(ArraySpec(schema.expert(expert.name), VIDEOS, tail, "float32", unit), values),
-            Column(ArraySpec(schema.expert_mask(expert.name), VIDEOS, tail[:-1], "bool", unit), mask),
-        ],
-        missing,
-        width,
-    )
+    columns = [
+        Column(ArraySpec(schema.expert(expert.name), VIDEOS, tail, "float32", unit), values),
+        Column(ArraySpec(schema.expert_mask(expert.name), VIDEOS, tail[:-1], "bool", unit), mask),
+    ]
+    return columns, missing, width
 
 
 # ----- text features ------------------------------------------------------------------------------
@@ -213,16 +232,11 @@ def text_columns(text: TextFileConfig, path: Path, videos: list[str], captions: 
         raise FeatureFileError(f"{path}: word-feature widths differ between captions ({sorted(widths)})")
     width = widths.pop()
     length = text.max_tokens or max(len(r) for r in rows)
-    values = np.zeros((len(rows), length, width), np.float32)
-    mask = np.zeros((len(rows), length), bool)
-    for row, words in enumerate(rows):
-        kept = words[:length]
-        values[row, : len(kept)] = kept
-        mask[row, : len(kept)] = True
+    items: list[np.ndarray | None] = list(rows)
     unit = schema.import_unit(text.name, CAPTIONS)
     return [
-        Column(ArraySpec(schema.tokens(text.name), CAPTIONS, (length, width), "float32", unit), values),
-        Column(ArraySpec(schema.token_mask(text.name), CAPTIONS, (length,), "bool", unit), mask),
+        Column(ArraySpec(schema.tokens(text.name), CAPTIONS, (length, width), "float32", unit), lambda lo, hi: _padded(items, (length, width), lo, hi)[0]),
+        Column(ArraySpec(schema.token_mask(text.name), CAPTIONS, (length,), "bool", unit), lambda lo, hi: _padded(items, (length, width), lo, hi)[1]),
     ], width
 
 
@@ -241,28 +255,31 @@ def teacher_columns(teacher: TeacherFileConfig, path: Path, videos: list[str], c
         raise FeatureFileError(f"{path}: the teacher file holds no video")
     modalities = list(_teacher_entry(next(iter(content.values())), "first", path)[0])
     width = int(np.asarray(next(iter(content.values()))["vid_embds"][modalities[0]]).shape[-1])
-    num_captions = sum(len(captions[v]) for v in videos)
-    video_values = np.zeros((len(videos), len(modalities), width), np.float32)
-    text_values = np.zeros((num_captions, len(modalities), width), np.float32)
-    mask = np.zeros(len(videos), bool)
-    first = 0
-    for row, vid in enumerate(videos):
+    video_rows: list[np.ndarray | None] = []  # [M, D] per video (None: not in the file)
+    text_rows: list[np.ndarray | None] = []  # [M, D] per caption
+    for vid in videos:
         count = len(captions[vid])
-        if vid in content:
-            vid_embds, text_embds = _teacher_entry(content[vid], vid, path)
-            for m, modality in enumerate(modalities):
-                video_values[row, m] = _features(vid_embds.get(modality), vid, path, fixed=True)
-                text = _features(text_embds.get(modality), vid, path, fixed=False)
-                if text.shape != (count, width):
-                    raise FeatureFileError(f"{path}: video {vid!r} {modality} text_embds has shape {text.shape}, expected ({count}, {width}) (one row per caption)")
-                text_values[first : first + count, m] = text
-            mask[row] = True
-        first += count
+        if vid not in content:
+            video_rows.append(None)
+            text_rows.extend([None] * count)
+            continue
+        vid_embds, text_embds = _teacher_entry(content[vid], vid, path)
+        video_rows.append(np.stack([_features(vid_embds.get(m), vid, path, fixed=True) for m in modalities]))
+        texts = [_features(text_embds.get(m), vid, path, fixed=False) for m in modalities]
+        for modality, text in zip(modalities, texts):
+            if text.shape != (count, width):
+                raise FeatureFileError(f"{path}: video {vid!r} {modality} text_embds has shape {text.shape}, expected ({count}, {width}) (one row per caption)")
+        text_rows.extend(np.stack([t[c] for t in texts]) for c in range(count))
+    tail = (len(modalities), width)
+
+    def stacked(items: list[np.ndarray | None]) -> Rows:
+        return lambda lo, hi: np.stack([np.zeros(tail, np.float32) if x is None else x.astype(np.float32) for x in items[lo:hi]])
+
     on_videos, on_captions = schema.import_unit(teacher.name, VIDEOS), schema.import_unit(teacher.name, CAPTIONS)
     return [
-        Column(ArraySpec(schema.teacher_video(teacher.name), VIDEOS, (len(modalities), width), "float32", on_videos), video_values),
-        Column(ArraySpec(schema.teacher_text(teacher.name), CAPTIONS, (len(modalities), width), "float32", on_captions), text_values),
-        Column(ArraySpec(schema.teacher_mask(teacher.name), VIDEOS, (), "bool", on_videos), mask),
+        Column(ArraySpec(schema.teacher_video(teacher.name), VIDEOS, tail, "float32", on_videos), stacked(video_rows)),
+        Column(ArraySpec(schema.teacher_text(teacher.name), CAPTIONS, tail, "float32", on_captions), stacked(text_rows)),
+        Column(ArraySpec(schema.teacher_mask(teacher.name), VIDEOS, (), "bool", on_videos), lambda lo, hi: np.array([x is not None for x in video_rows[lo:hi]])),
     ], modalities
 
 
@@ -283,6 +300,7 @@ def plan_import(cfg: FeaturesConfig) -> ImportPlan:
     for name, expert in cfg.experts.items():
         path = files[f"expert {name}"] = _file(root, expert.file, f"features.experts.{name}")
         cols, missing[name], width = expert_columns(expert, path, video_ids)
+        files |= {f"expert {name} {c.name}": c for c in companion_files(path, expert.format)}
         columns += cols
         inputs["experts"][name] = {"width": width}
     for name, text in cfg.text.items():
@@ -340,7 +358,7 @@ def run_import(cfg: FeaturesConfig, force: bool = False, progress: bool = True) 
                 skipped += 1
                 continue
             for column in units[unit]:
-                store.write(column.spec.name, lo, column.values[lo:hi])
+                store.write(column.spec.name, lo, column.rows(lo, hi))
             store.mark_done(unit, shard)
             done += 1
         store.put_file(schema.IMPORT_MISSING_FILE, json.dumps(plan.missing, indent=1).encode())

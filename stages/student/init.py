@@ -13,7 +13,7 @@ import torch
 from teachcache.cache.errors import ConfigError
 from teachcache.stages.common.checkpoints import read_checkpoint
 from teachcache.stages.common.checkpoints.base import CheckpointError, OfficialCheckpoint, load_module, load_state
-from teachcache.stages.common.checkpoints.ce import read_ce
+from teachcache.stages.common.checkpoints.ce import config_experts, read_ce
 from teachcache.stages.student.base import RetrievalStudent
 from teachcache.stages.student.ce import CEStudent
 from teachcache.stages.student.config import StudentConfig
@@ -65,6 +65,10 @@ def initialise(student: RetrievalStudent, path: str) -> list[str]:
 def _from_ce_checkpoint(student: CEStudent, path: str) -> list[str]:
     """CE's official weights (its names are the student's) for the student's experts, in CE's sorted order."""
     ckpt = read_ce(path, experts=list(student.arch.order))
+    if ckpt.config is not None and (named := config_experts(ckpt.config, path)) != list(student.arch.order):
+        raise CheckpointError(
+            f"train.student.init = {path} was trained on experts {named}; the student reads {list(student.arch.order)} (name them alike in train.student.experts)"
+        )
     if ckpt.arch.to_dict() != student.arch.to_dict():
         raise CheckpointError(f"train.student.init = {path}: a CE+ of {ckpt.arch.to_dict()}, the student is {student.arch.to_dict()}; match train.student's experts and sizes")
     load_module(student, ckpt.checkpoint.head, f"{path}: the CE network")

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from teachcache.cache.errors import NumericalError
+from teachcache.cache.errors import ConfigError, NumericalError
 from teachcache.cache.schema import VIDEOS
 from teachcache.cache.store import Store
 from teachcache.stages.common.data import Batch, RamLoader, ShardLoader, load_split
@@ -133,6 +133,8 @@ class Trainer:
         objective = build_objective(cfg)
         bank = TeacherBank(objective.teachers(), store, device)
         student = build_student(cfg, store)
+        if rank.world > 1 and student.kind == "ce":
+            raise ConfigError("a ce student trains in one process: its BatchNorm layers need the whole batch (run `teachcache train` without torchrun)")
         if cfg.student.init:
             initialise(student, cfg.student.init)
         student = student.to(device)

@@ -9,13 +9,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from teachcache.cache import schema
 from teachcache.cache.errors import ConfigError
 from teachcache.cache.fingerprint import differences
 from teachcache.cache.store import MissingArray, Store
-from teachcache.stages.common.data import store_splits
+from teachcache.stages.common.data import split_rows, store_splits
 from teachcache.stages.common.losses import COARSE_TEACHING, FINE_TEACHING
 from teachcache.stages.student.build import check_student
 from teachcache.stages.student.config import TrainConfig, results_config
@@ -54,6 +55,10 @@ def check_train_config(cfg: TrainConfig) -> None:
         min(student.text_clusters, student.shared_dim, student.default_clusters, *student.vlad_clusters.values()) >= 1 and student.text_ghosts >= 0,
         "train.student: text_clusters, shared_dim, default_clusters and vlad_clusters must be >= 1, text_ghosts >= 0",
     )
+    _require(
+        student.kind == "clip4clip" or obj.kind in ("teachtext", "infonce"),
+        f"train.objective.kind = {obj.kind!r} needs a logit scale (and teachclip AFA); a ce student learns with teachtext (or infonce at temperature 1)",
+    )
     _require(student.kind == "clip4clip" or not student.afa, "train.student.afa: AFA aggregates frames of a clip4clip student; set it false for a ce student")
     COARSE_TEACHING.check(obj.coarse, "train.objective.coarse")
     FINE_TEACHING.check(obj.fine, "train.objective.fine")
@@ -65,6 +70,10 @@ def check_train_config(cfg: TrainConfig) -> None:
 
 def check_against_store(cfg: TrainConfig, store: Store) -> None:
     """What the run needs from the store: its arrays, its teachers, its splits, a student that fits its widths."""
+    _require(
+        cfg.student.kind != "clip4clip" or cfg.source == "extract",
+        "train.source = 'features': an imported store holds experts and word features, not frames: set train.student.kind = 'ce'",
+    )
     if cfg.student.kind == "clip4clip":
         missing = [name for name in (schema.text(cfg.text), schema.frames(cfg.frames), schema.frame_mask(cfg.frames)) if not store.has(name)]
         if missing:
@@ -90,6 +99,46 @@ def check_against_store(cfg: TrainConfig, store: Store) -> None:
         num_frames = dict((a.name, a.tail) for a in store.arrays)[schema.frames(cfg.frames)][0]
         _require(cfg.student.max_frames >= num_frames, f"train.student.max_frames = {cfg.student.max_frames} is below the store's {num_frames} frames per video")
     check_student(cfg, store)  # refuses arrays it lacks and widths it cannot take (e.g. heads)
+    check_released_teachers(cfg, store)
+    if cfg.student.kind == "ce":
+        check_expert_coverage(cfg, store, ["train", cfg.val_split, "test"])
+
+
+def check_released_teachers(cfg: TrainConfig, store: Store) -> None:
+    """A released teacher file must cover every training video: TeachText's trainer has no target
+    for another, and a zero row would teach the student that the pair does not match."""
+    if cfg.objective.kind == "infonce" or (cfg.objective.kind == "teachtext" and cfg.objective.w_distill == 0):
+        return
+    rows = split_rows(store, "train").video_rows
+    ids = store.videos().column("video_id").to_pylist()
+    for name in cfg.objective.teachers:
+        if store.has(schema.teacher_mask(name)):
+            absent = rows[~store.read(schema.teacher_mask(name), rows)]
+            _require(
+                len(absent) == 0,
+                f"teacher {name!r}'s file lacks {len(absent)} of the {len(rows)} training videos (e.g. {[ids[r] for r in absent[:3]]}): "
+                "import a teacher file made for this training split, or leave the teacher out",
+            )
+
+
+def check_expert_coverage(cfg: TrainConfig, store: Store, splits: list[str]) -> None:
+    """Every video a ce student scores must have one of its experts (CE's similarity is 0/0 otherwise)."""
+    from teachcache.stages.student.ce import expert_sources
+
+    sources = expert_sources(cfg.student, store)
+    ids = store.videos().column("video_id").to_pylist()
+    for split in dict.fromkeys(splits):
+        rows = split_rows(store, split).video_rows
+        covered = np.zeros(len(rows), bool)
+        for source in sources:
+            mask = store.read(source.mask, rows)
+            covered |= mask if mask.ndim == 1 else mask.any(-1)
+        bare = rows[~covered]
+        _require(
+            len(bare) == 0,
+            f"{len(bare)} videos of split {split!r} have none of the ce student's experts {[s.name for s in sources]} "
+            f"(e.g. {[ids[r] for r in bare[:3]]}); add an expert every video has (e.g. an appearance one) to train.student.experts",
+        )
 
 
 def run_state(run_dir: Path) -> str:

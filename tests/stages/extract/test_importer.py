@@ -205,6 +205,12 @@ def test_npz_hdf5_and_npy_experts_import_like_pickles(tmp_path):
             stored[suffix] = (s.read(schema.expert("face")), s.read(schema.expert_mask("face")))
     with _import_face_only(tmp_path, root) as s:
         reference = (s.read(schema.expert("face")), s.read(schema.expert_mask("face")))
+    (root / "face.ids.txt").write_text("\n".join(reversed(ids)) + "\n")  # the ids are an input: another order, another store
+    cfg = ce_config(tmp_path / "npy", root)
+    cfg.experts = {"face": ExpertFileConfig("face", "face.npy")}
+    cfg.text = cfg.teachers = {}
+    with pytest.raises(Exception, match="ids.txt"):
+        run_import(cfg, progress=False)
     for suffix, (values, mask) in stored.items():
         np.testing.assert_array_equal(values, reference[0], err_msg=suffix)
         np.testing.assert_array_equal(mask, reference[1], err_msg=suffix)

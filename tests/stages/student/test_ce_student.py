@@ -14,7 +14,7 @@ from conftest import SHARED
 
 from teachcache.cache.store import Store
 from teachcache.pipeline.cli import main
-from teachcache.stages.extract.config import ExpertFileConfig, FeaturesConfig, TextFileConfig
+from teachcache.stages.extract.config import ExpertFileConfig, FeaturesConfig, TeacherFileConfig, TextFileConfig
 from teachcache.stages.extract.importer import run_import
 from teachcache.stages.student.build import build_student
 from teachcache.stages.student.config import StudentConfig, TrainConfig
@@ -123,3 +123,45 @@ def test_teachtext_trains_a_ce_student_from_released_teacher_files(tmp_path):
     assert (tmp_path / "store" / "_done").is_dir() and not list((tmp_path / "store").glob("arrays.zarr/frames"))  # no frame was ever extracted
     refused = CliRunner().invoke(main, ["search", "a query", "--run", str(tmp_path / "run")])
     assert refused.exit_code == 2 and "clip4clip" in refused.output
+
+
+def _import(tmp_path, train: str, val: str, test: str, teachers=("w2v",)) -> Store:
+    root = tmp_path / "root"
+    shutil.copytree(ROOT, root)
+    for name, ids in (("train", train), ("val", val), ("test", test)):
+        (root / f"{name}_list_full.txt").write_text(ids.replace(" ", "\n") + "\n")
+    cfg = FeaturesConfig(
+        root=str(root),
+        store=str(tmp_path / "store"),
+        experts={n: ExpertFileConfig(n, f, max_tokens=t) for n, (f, t) in EXPERTS.items()},
+        text={TEXT: TextFileConfig(TEXT, f"aggregated_text_feats/{TEXT}.pkl", max_tokens=6)},
+        teachers={t: TeacherFileConfig(t, f"teachers/train-full-ce-refined-text-{t}.pkl") for t in teachers},
+    )
+    run_import(cfg, progress=False)
+    return Store.open(tmp_path / "store")
+
+
+def test_refusals_before_any_training(tmp_path):
+    """A teacher file that lacks training videos, videos without any of the student's experts,
+    objectives that need a logit scale, and a clip4clip student on an imported store."""
+    from teachcache.cache.errors import ConfigError
+    from teachcache.stages.student.config import ObjectiveConfig
+    from teachcache.stages.student.validate import check_against_store, check_train_config
+
+    store = _import(tmp_path, "video0 video1 video2 video3 video4", "video5", "video6")
+    cfg = golden_student_config()
+    cfg.objective = ObjectiveConfig(kind="teachtext", teachers=["w2v"])
+    with pytest.raises(ConfigError, match=r"lacks 1 of the 5 training videos \(e.g. \['video4'\]\)"):
+        check_against_store(cfg, store)
+    cfg.objective.w_distill = 0.0  # the ranking loss alone reads no teacher
+    check_against_store(cfg, store)
+    cfg.student.experts = ["audio"]  # video2 and video3 have no audio
+    with pytest.raises(ConfigError, match=r"2 videos of split 'train' have none of the ce student's experts \['audio'\]"):
+        check_against_store(cfg, store)
+    cfg = golden_student_config()
+    cfg.objective = ObjectiveConfig(kind="teachclip", teachers=["w2v"])
+    with pytest.raises(ConfigError, match="logit scale"):
+        check_train_config(cfg)
+    plain = TrainConfig(source="features", text=TEXT)
+    with pytest.raises(ConfigError, match="kind = 'ce'"):
+        check_against_store(plain, store)
