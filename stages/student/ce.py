@@ -7,14 +7,18 @@ pooled by NetVLAD when ``vlad_clusters`` names it). A video lacks an expert wher
 all false (a failed video lacks every frame expert). The caption side is one embedding per
 expert and the mixture weights; the video side one embedding per expert and the
 availability; the similarity is CE's: the weights renormalised over the experts the video
-has, times the per-expert cosines. No logit scale: S is the raw mix of cosines, as CE's.
+has, times the per-expert cosines. The logits are ``scale * S`` with a learnable scale (clamped
+to <= 100, as the clip4clip student's), so every objective applies; TeachText's loss divides it
+out and ranks and distils the raw S, as CE does (the scale then gets no gradient).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from teachcache.cache import schema
 from teachcache.cache.errors import ConfigError
@@ -60,7 +64,7 @@ def expert_sources(config: StudentConfig, store: Store) -> list[ExpertSource]:
 
 class CEStudent(RetrievalStudent):
     """CE+ over the store's experts (see the module docstring); official module names, so an
-    official CE state dict over the same experts loads into it."""
+    official CE state dict over the same experts loads into it (``logit_scale`` is ours)."""
 
     kind = "ce"
 
@@ -79,6 +83,7 @@ class CEStudent(RetrievalStudent):
         )
         net = CENet(self.arch)
         self.pooling, self.text_pooling, self.ce = net.pooling, net.text_pooling, net.ce
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale)))
         self.caption_arrays = [schema.tokens(text)]
         self.video_arrays = [name for s in self.sources.values() for name in (s.values, s.mask)]
 
@@ -124,3 +129,10 @@ class CEStudent(RetrievalStudent):
 
     def widths(self) -> list[int]:
         return [self.arch.text_dim, self.arch.shared_dim]
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.exp()
+
+    @torch.no_grad()
+    def clamp_scale(self, maximum: float = 100.0) -> None:
+        self.logit_scale.clamp_(max=math.log(maximum))

@@ -71,7 +71,7 @@ def _from_ce_checkpoint(student: CEStudent, path: str) -> list[str]:
         )
     if ckpt.arch.to_dict() != student.arch.to_dict():
         raise CheckpointError(f"train.student.init = {path}: a CE+ of {ckpt.arch.to_dict()}, the student is {student.arch.to_dict()}; match train.student's experts and sizes")
-    load_module(student, ckpt.checkpoint.head, f"{path}: the CE network")
+    load_module(student, {**ckpt.checkpoint.head, "logit_scale": student.logit_scale.detach()}, f"{path}: the CE network")
     return [f"{len(ckpt.checkpoint.head)} CE tensors from {path} (experts {list(student.arch.order)})"]
 
 

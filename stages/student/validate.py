@@ -55,10 +55,6 @@ def check_train_config(cfg: TrainConfig) -> None:
         min(student.text_clusters, student.shared_dim, student.default_clusters, *student.vlad_clusters.values()) >= 1 and student.text_ghosts >= 0,
         "train.student: text_clusters, shared_dim, default_clusters and vlad_clusters must be >= 1, text_ghosts >= 0",
     )
-    _require(
-        student.kind == "clip4clip" or obj.kind in ("teachtext", "infonce"),
-        f"train.objective.kind = {obj.kind!r} needs a logit scale (and teachclip AFA); a ce student learns with teachtext (or infonce at temperature 1)",
-    )
     _require(student.kind == "clip4clip" or not student.afa, "train.student.afa: AFA aggregates frames of a clip4clip student; set it false for a ce student")
     COARSE_TEACHING.check(obj.coarse, "train.objective.coarse")
     FINE_TEACHING.check(obj.fine, "train.objective.fine")

@@ -143,7 +143,7 @@ def _import(tmp_path, train: str, val: str, test: str, teachers=("w2v",)) -> Sto
 
 def test_refusals_before_any_training(tmp_path):
     """A teacher file that lacks training videos, videos without any of the student's experts,
-    objectives that need a logit scale, and a clip4clip student on an imported store."""
+    AFA on a ce student, and a clip4clip student on an imported store."""
     from teachcache.cache.errors import ConfigError
     from teachcache.stages.student.config import ObjectiveConfig
     from teachcache.stages.student.validate import check_against_store, check_train_config
@@ -159,9 +159,22 @@ def test_refusals_before_any_training(tmp_path):
     with pytest.raises(ConfigError, match=r"2 videos of split 'train' have none of the ce student's experts \['audio'\]"):
         check_against_store(cfg, store)
     cfg = golden_student_config()
-    cfg.objective = ObjectiveConfig(kind="teachclip", teachers=["w2v"])
-    with pytest.raises(ConfigError, match="logit scale"):
+    cfg.student.afa = True
+    with pytest.raises(ConfigError, match="AFA"):
         check_train_config(cfg)
     plain = TrainConfig(source="features", text=TEXT)
     with pytest.raises(ConfigError, match="kind = 'ce'"):
         check_against_store(plain, store)
+
+
+@pytest.mark.parametrize("kind", ["infonce", "teachclip", "mckd", "teachtext"])
+def test_every_objective_trains_a_ce_student(tmp_path, kind):
+    from teachcache.stages.student.config import ObjectiveConfig
+    from teachcache.stages.student.recipe import train_student
+
+    store = _import(tmp_path, "video0 video1 video2 video3", "video4 video5", "video6", teachers=("w2v", "gpt2-xl"))
+    cfg = golden_student_config()
+    cfg.run_dir, cfg.epochs, cfg.batch_size = str(tmp_path / "run"), 1, 4
+    cfg.objective = ObjectiveConfig(kind=kind, teachers=["w2v", "gpt2-xl"])
+    result = train_student(cfg, store, progress=False)
+    assert result["student_kind"] == "ce" and all(np.isfinite(v) for v in result["history"][0]["loss"].values())
