@@ -18,7 +18,8 @@ class StoreLocked(TeachcacheError, RuntimeError):
     """Another live process holds the store's writer lock."""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -52,7 +53,7 @@ class WriterLock:
         for _ in range(2):
             if not self.path.create_exclusive(json.dumps(record).encode()):
                 held = self.holder()
-                if held is None or (held.get("host") == record["host"] and not _pid_alive(int(held.get("pid", -1)))):
+                if held is None or (held.get("host") == record["host"] and not pid_alive(int(held.get("pid", -1)))):
                     self.path.unlink()  # stale: its process is gone
                     continue
                 raise StoreLocked(
@@ -72,7 +73,7 @@ class WriterLock:
     def check_holder_alive(self) -> None:
         """Raise StoreLocked when the holder was on this host and its process is gone."""
         held = self.holder()
-        if held and held.get("host") == socket.gethostname() and not _pid_alive(int(held.get("pid", -1))):
+        if held and held.get("host") == socket.gethostname() and not pid_alive(int(held.get("pid", -1))):
             raise StoreLocked(f"the writer of store {self.store} (pid {held.get('pid')}) died; run the extraction again to resume")
 
     def release(self) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from teachcache.cache.errors import ConfigError
+from teachcache.cache.lock import pid_alive
 from teachcache.cache.registry import Registry
 from teachcache.stages.extract.sampling import sample_indices
 
@@ -361,16 +362,6 @@ ORPHAN_BLOCK = re.compile(r"^tc(\d+)_")  # a pool's blocks carry its owner's pid
 PYTHON_SEMAPHORE = "sem.mp-"  # multiprocessing's named semaphores (the pool's locks)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _mapped_shm_names() -> set[str] | None:
     """Names under /dev/shm that some process has mapped (from /proc/*/maps), or None without /proc."""
     if not os.path.isdir("/proc/self"):
@@ -395,7 +386,7 @@ def sweep_orphans() -> int:
     freed = 0
     for name in names:
         match = ORPHAN_BLOCK.match(name)
-        orphan_block = match is not None and not _pid_alive(int(match.group(1)))
+        orphan_block = match is not None and not pid_alive(int(match.group(1)))
         orphan_semaphore = name in semaphores and mapped is not None and name not in mapped
         if orphan_block or orphan_semaphore:
             with contextlib.suppress(OSError):
