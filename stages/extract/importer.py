@@ -3,8 +3,8 @@ expert, text and caption pickles and TeachText's teacher files become a store, s
 trains from them as from extracted features.
 
 Every input file is read and checked before the store is touched (a refused import leaves
-nothing behind). The store's fingerprint holds the import config and every file's sha256;
-a re-run with the same inputs skips finished shards. Rows follow the split files (in the
+nothing behind). The store's fingerprint holds the import config and every file's hash
+(``hash_path``, as for weights); a re-run with the same inputs skips finished shards. Rows follow the split files (in the
 config's split order) and, per video, the captions in the captions file's order, which is
 also the order of CE's text features and of a teacher file's caption rows.
 
@@ -17,7 +17,6 @@ per caption. Teacher ``k``: ``teacher_text/k`` per caption and ``teacher_video/k
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -38,6 +37,7 @@ from teachcache.cache.pickles import load_pickle
 from teachcache.cache.schema import CAPTIONS, VIDEOS
 from teachcache.cache.store import ArraySpec, Store
 from teachcache.stages.extract.config import ExpertFileConfig, FeaturesConfig, TeacherFileConfig, TextFileConfig, features_components
+from teachcache.stages.extract.encoders.base import hash_path
 from teachcache.stages.extract.feature_files import FeatureFileError, companion_files, read_feature_file
 from teachcache.stages.extract.run import removed_if_left_empty
 from teachcache.stages.teachers.config import TeacherConfig
@@ -101,14 +101,6 @@ class ImportSummary:
 def _ids(ids: list[str]) -> str:
     more = f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
     return ", ".join(ids[:SHOWN_IDS]) + more
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _file(root: Path, name: str, what: str) -> Path:
@@ -313,7 +305,7 @@ def plan_import(cfg: FeaturesConfig) -> ImportPlan:
         cols, modalities = teacher_columns(teacher, path, video_ids, captions)
         columns += cols
         inputs["teachers"][name] = {"modalities": modalities}
-    inputs["files"] = {what: sha256(path) for what, path in files.items()}
+    inputs["files"] = {what: hash_path(path) for what, path in files.items()}
     video_table, caption_table = manifests(videos, captions)
     return ImportPlan(video_table, caption_table, columns, inputs, missing)
 
