@@ -226,14 +226,28 @@ class OfficialFrameEncoder:
 
     @classmethod
     def identity(cls, cfg: Any) -> dict[str, Any]:
-        path = Path(cfg.pretrained)
-        weights = f"sha256:{hash_path(path)}" if path.is_file() else f"missing:{path}"
-        return {"kind": cfg.kind, "weights": weights, **{name: getattr(cfg, name) for name in cls.options}}
+        return {"kind": cfg.kind, "weights": file_identity(Path(cfg.pretrained)), **{name: getattr(cfg, name) for name in cls.options}}
 
 
-def official_text_available(spec: ModelSpec, what: str) -> None:
-    """An official text tower's file (``pretrained``, or ``model``) must be there."""
-    checkpoint_file(spec.pretrained or spec.model, what)
+def file_identity(path: Path) -> str:
+    """An official checkpoint file's part of the fingerprint: ``sha256:<hash>``, or ``missing:<path>``
+    (such a config is refused by ``checkpoint_file`` before any work)."""
+    return f"sha256:{hash_path(path)}" if path.is_file() else f"missing:{path}"
+
+
+class OfficialTextEncoder(TextEncoder):
+    """What the text towers of official checkpoints share: the file is ``pretrained`` (or
+    ``model``), checked before any work and hashed into the store's fingerprint."""
+
+    official_kind = ""  # the checkpoint kind named in messages
+
+    @classmethod
+    def check_available(cls, spec: ModelSpec) -> None:
+        checkpoint_file(spec.pretrained or spec.model, f"text encoder ({cls.official_kind})")
+
+    @classmethod
+    def weights_identity(cls, spec: ModelSpec) -> str:
+        return file_identity(Path(spec.pretrained or spec.model))
 
 
 def package_available(module: str) -> None:

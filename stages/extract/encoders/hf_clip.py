@@ -23,7 +23,7 @@ from teachcache.stages.common.checkpoints import read_checkpoint
 from teachcache.stages.common.checkpoints.base import OfficialCheckpoint, load_module
 from teachcache.stages.common.device import autocast
 from teachcache.stages.common.layers import QuickGELU
-from teachcache.stages.extract.encoders.base import ModelSpec, OfficialFrameEncoder, TextEncoder, checkpoint_file, hash_path, official_precision, official_text_available
+from teachcache.stages.extract.encoders.base import ModelSpec, OfficialFrameEncoder, OfficialTextEncoder, checkpoint_file, official_precision
 from teachcache.stages.extract.encoders.openai_clip import bpe_tokenizer, check_vocabulary, clip_geometry, normalise
 
 TEXT_HEADS, VISION_HEADS = 8, 12  # openai/clip-vit-base-patch32
@@ -228,16 +228,14 @@ def xpool_token_ids(texts: Sequence[str], context_length: int = 77, tokenizer: A
     return ids, mask
 
 
-class HFClipText(TextEncoder):
+class HFClipText(OfficialTextEncoder):
     """X-Pool's text tower as a text encoder: ``get_text_features`` [T, D]. ``spec.pretrained``
     (or ``spec.model``) is the checkpoint file."""
 
     packages = ("torch", "open_clip_torch")
     cuts_words = True  # max_words: TeachCLIP feeds X-Pool CLIP4Clip's 32-token captions
 
-    @classmethod
-    def check_available(cls, spec: ModelSpec) -> None:
-        official_text_available(spec, "text encoder (xpool)")
+    official_kind = "xpool"
 
     def __init__(self, spec: ModelSpec, device: torch.device, precision: str = "fp32", batch_size: int = 128, checkpoint: OfficialCheckpoint | None = None, text_heads: int = 0):
         text_heads = text_heads or spec.heads or TEXT_HEADS
@@ -246,11 +244,6 @@ class HFClipText(TextEncoder):
         self.model = build_hf_clip(self.checkpoint, text_heads=text_heads, vision_heads=None).to(device)
         self.dim = int(self.checkpoint.hparams["embed_dim"])
         self.max_words = min(spec.max_words or self.checkpoint.hparams["context_length"], self.checkpoint.hparams["context_length"])
-
-    @classmethod
-    def weights_identity(cls, spec: ModelSpec) -> str:
-        path = Path(spec.pretrained or spec.model)
-        return f"sha256:{hash_path(path)}" if path.exists() else f"missing:{path}"
 
     def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         return xpool_token_ids(texts, self.max_words, check_vocabulary(self.checkpoint))

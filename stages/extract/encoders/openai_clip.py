@@ -25,7 +25,7 @@ from teachcache.stages.common.checkpoints.base import OfficialCheckpoint, load_m
 from teachcache.stages.common.device import autocast
 from teachcache.stages.common.layers import LayerNorm, Transformer, causal_mask
 from teachcache.stages.extract.decode import GeometrySpec
-from teachcache.stages.extract.encoders.base import ModelSpec, OfficialFrameEncoder, TextEncoder, checkpoint_file, hash_path, official_precision, official_text_available
+from teachcache.stages.extract.encoders.base import ModelSpec, OfficialFrameEncoder, OfficialTextEncoder, checkpoint_file, official_precision
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -214,7 +214,7 @@ def clip4clip_token_ids(texts: Sequence[str], max_words: int, tokenizer: Any = N
     return ids, (ids != 0).astype(np.int64)
 
 
-class OpenAIClipText(TextEncoder):
+class OpenAIClipText(OfficialTextEncoder):
     """The text tower of an official checkpoint as a text encoder: the end-of-text feature after
     the projection (not normalised), and every projected position as word features.
     ``spec.pretrained`` (or ``spec.model``) is the checkpoint file; ``spec.max_words`` the
@@ -224,9 +224,7 @@ class OpenAIClipText(TextEncoder):
     gives_tokens = True
     cuts_words = True
 
-    @classmethod
-    def check_available(cls, spec: ModelSpec) -> None:
-        official_text_available(spec, "text encoder (clip4clip)")
+    official_kind = "clip4clip"
 
     def __init__(self, spec: ModelSpec, device: torch.device, precision: str = "fp32", batch_size: int = 128, checkpoint: OfficialCheckpoint | None = None):
         self.checkpoint = checkpoint or read_checkpoint(spec.pretrained or spec.model)
@@ -238,11 +236,6 @@ class OpenAIClipText(TextEncoder):
         if self.max_words > h["context_length"]:
             raise ConfigError(f"max_words = {self.max_words} exceeds the checkpoint's context length {h['context_length']}")
         self.dim = int(h["embed_dim"])
-
-    @classmethod
-    def weights_identity(cls, spec: ModelSpec) -> str:
-        path = Path(spec.pretrained or spec.model)
-        return f"sha256:{hash_path(path)}" if path.exists() else f"missing:{path}"
 
     def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """CLIP4Clip's ids and mask [T, max_words] (refused if the checkpoint's vocabulary is not CLIP's)."""
