@@ -9,6 +9,7 @@ torchrun's all-gather see only this interface.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -26,6 +27,7 @@ class RetrievalStudent(nn.Module):
 
     kind = ""
     config: StudentConfig
+    logit_scale: nn.Parameter  # log of the scale; each kind creates it (train.student.logit_scale)
     caption_arrays: list[str]
     video_arrays: list[str]
 
@@ -47,11 +49,14 @@ class RetrievalStudent(nn.Module):
         return scale * self.similarity(captions, videos)
 
     def scale(self) -> torch.Tensor:
-        """The factor between the logits and the raw similarity (1 for a student without one)."""
-        return torch.ones((), device=next(self.parameters()).device)
+        """The logit scale, the factor between the logits and the raw similarity (kept <= 100 by
+        ``clamp_scale`` after each step, so it still learns)."""
+        return self.logit_scale.exp()
 
-    def clamp_scale(self) -> None:
-        """Keep a learnable scale in range after a step (nothing to do without one)."""
+    @torch.no_grad()
+    def clamp_scale(self, maximum: float = 100.0) -> None:
+        """Clamp the learnable logit scale to <= maximum, as CLIP does, on the parameter."""
+        self.logit_scale.clamp_(max=math.log(maximum))
 
     def widths(self) -> list[int]:
         """The widths that size the student (recorded with a run)."""

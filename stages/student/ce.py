@@ -129,10 +129,3 @@ class CEStudent(RetrievalStudent):
 
     def widths(self) -> list[int]:
         return [self.arch.text_dim, self.arch.shared_dim]
-
-    def scale(self) -> torch.Tensor:
-        return self.logit_scale.exp()
-
-    @torch.no_grad()
-    def clamp_scale(self, maximum: float = 100.0) -> None:
-        self.logit_scale.clamp_(max=math.log(maximum))

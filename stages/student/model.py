@@ -132,15 +132,6 @@ class Student(RetrievalStudent):
     def widths(self) -> list[int]:
         return [self.text_projection.in_features, self.text_projection.out_features]
 
-    def scale(self) -> torch.Tensor:
-        """The logit scale (kept <= 100 by ``clamp_scale`` after each step, so it still learns)."""
-        return self.logit_scale.exp()
-
-    @torch.no_grad()
-    def clamp_scale(self, maximum: float = 100.0) -> None:
-        """Clamp the learnable logit scale to <= maximum, as CLIP does, on the parameter."""
-        self.logit_scale.clamp_(max=math.log(maximum))
-
     def forward(self, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Student logits S = scale * cos [B_text, B_video] and the AFA frame logits."""
         video, frame_logits = self.encode_video(frames, mask)
