@@ -46,16 +46,22 @@ from teachcache.stages.teachers.heads import build_teacher, save_head
 SHOWN_IDS = 5  # video ids named in a message, per list
 
 
-Rows = Callable[[int, int], np.ndarray]  # rows [lo, hi) of a column, built when its shard is written
+Rows = Callable[[int, int], dict[str, np.ndarray]]  # rows [lo, hi) of each of a unit's arrays, by name
 
 
 @dataclass
-class Column:
-    """One array to write: its spec and how to build any range of its rows (from the checked
-    source arrays, so a whole padded column never sits in memory)."""
+class ImportUnit:
+    """One unit of work: the arrays it writes (over one row kind) and how to build a range of
+    their rows together, from the checked source arrays, when a shard is written (a whole padded
+    column never sits in memory)."""
 
-    spec: ArraySpec
+    name: str
+    specs: list[ArraySpec]
     rows: Rows
+
+    @property
+    def row_kind(self) -> str:
+        return self.specs[0].rows
 
 
 def _padded(items: list[np.ndarray | None], tail: tuple[int, ...], lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +81,7 @@ class ImportPlan:
 
     videos: pa.Table
     captions: pa.Table
-    columns: list[Column]
+    units: list[ImportUnit]
     inputs: dict[str, Any]  # the files' hashes and what they hold (widths, modalities)
     missing: dict[str, list[str]] = field(default_factory=dict)  # expert -> video ids without it
 
@@ -177,7 +183,7 @@ def _features(value: Any, vid: str, path: Path, fixed: bool) -> np.ndarray:
     return array
 
 
-def expert_columns(expert: ExpertFileConfig, path: Path, video_ids: list[str]) -> tuple[list[Column], list[str], int]:
+def expert_unit(expert: ExpertFileConfig, path: Path, video_ids: list[str]) -> tuple[ImportUnit, list[str], int]:
     """``expert/<name>`` and ``expert_mask/<name>``, the ids without the expert, and its width."""
     content = read_feature_file(path, expert.format)
     fixed = expert.max_tokens == 0
@@ -191,25 +197,23 @@ def expert_columns(expert: ExpertFileConfig, path: Path, video_ids: list[str]) -
     width = widths.pop()
     tail = (width,) if fixed else (expert.max_tokens, width)
     items = [present.get(v) for v in video_ids]
+    values_name, mask_name = schema.expert(expert.name), schema.expert_mask(expert.name)
 
-    def values(lo: int, hi: int) -> np.ndarray:
+    def rows(lo: int, hi: int) -> dict[str, np.ndarray]:
         if not fixed:
-            return _padded(items, tail, lo, hi)[0]
-        return np.stack([np.zeros(width, np.float32) if x is None else x.astype(np.float32) for x in items[lo:hi]])
-
-    def mask(lo: int, hi: int) -> np.ndarray:
-        return np.array([x is not None for x in items[lo:hi]]) if fixed else _padded(items, tail, lo, hi)[1]
+            values, mask = _padded(items, tail, lo, hi)
+        else:
+            values = np.stack([np.zeros(width, np.float32) if x is None else x.astype(np.float32) for x in items[lo:hi]])
+            mask = np.array([x is not None for x in items[lo:hi]])
+        return {values_name: values, mask_name: mask}
 
     unit = schema.import_unit(expert.name, VIDEOS)
-    columns = [
-        Column(ArraySpec(schema.expert(expert.name), VIDEOS, tail, "float32", unit), values),
-        Column(ArraySpec(schema.expert_mask(expert.name), VIDEOS, tail[:-1], "bool", unit), mask),
-    ]
-    return columns, missing, width
+    specs = [ArraySpec(values_name, VIDEOS, tail, "float32", unit), ArraySpec(mask_name, VIDEOS, tail[:-1], "bool", unit)]
+    return ImportUnit(unit, specs, rows), missing, width
 
 
 # ----- text features ------------------------------------------------------------------------------
-def text_columns(text: TextFileConfig, path: Path, videos: list[str], captions: dict[str, list[str]]) -> tuple[list[Column], int]:
+def text_unit(text: TextFileConfig, path: Path, videos: list[str], captions: dict[str, list[str]]) -> tuple[ImportUnit, int]:
     """``tokens/<name>`` and ``token_mask/<name>`` per caption (the first ``max_tokens`` words)."""
     content = read_feature_file(path)
     rows: list[np.ndarray] = []
@@ -226,10 +230,8 @@ def text_columns(text: TextFileConfig, path: Path, videos: list[str], captions: 
     length = text.max_tokens or max(len(r) for r in rows)
     items: list[np.ndarray | None] = list(rows)
     unit = schema.import_unit(text.name, CAPTIONS)
-    return [
-        Column(ArraySpec(schema.tokens(text.name), CAPTIONS, (length, width), "float32", unit), lambda lo, hi: _padded(items, (length, width), lo, hi)[0]),
-        Column(ArraySpec(schema.token_mask(text.name), CAPTIONS, (length,), "bool", unit), lambda lo, hi: _padded(items, (length, width), lo, hi)[1]),
-    ], width
+    specs = [ArraySpec(schema.tokens(text.name), CAPTIONS, (length, width), "float32", unit), ArraySpec(schema.token_mask(text.name), CAPTIONS, (length,), "bool", unit)]
+    return ImportUnit(unit, specs, lambda lo, hi: dict(zip((s.name for s in specs), _padded(items, (length, width), lo, hi)))), width
 
 
 # ----- teacher files ------------------------------------------------------------------------------
@@ -239,7 +241,7 @@ def _teacher_entry(entry: Any, vid: str, path: Path) -> tuple[dict[str, Any], di
     return entry["vid_embds"], entry["text_embds"]
 
 
-def teacher_columns(teacher: TeacherFileConfig, path: Path, videos: list[str], captions: dict[str, list[str]]) -> tuple[list[Column], list[str]]:
+def teacher_units(teacher: TeacherFileConfig, path: Path, videos: list[str], captions: dict[str, list[str]]) -> tuple[list[ImportUnit], list[str]]:
     """``teacher_video/<name>`` [V, M, D], ``teacher_text/<name>`` [C, M, D] and ``teacher_mask/<name>``;
     the modalities are those of the file's first video (as TeachText's trainer takes them)."""
     content = read_feature_file(path)
@@ -264,14 +266,17 @@ def teacher_columns(teacher: TeacherFileConfig, path: Path, videos: list[str], c
         text_rows.extend(np.stack([t[c] for t in texts]) for c in range(count))
     tail = (len(modalities), width)
 
-    def stacked(items: list[np.ndarray | None]) -> Rows:
-        return lambda lo, hi: np.stack([np.zeros(tail, np.float32) if x is None else x.astype(np.float32) for x in items[lo:hi]])
+    def stacked(items: list[np.ndarray | None], lo: int, hi: int) -> np.ndarray:
+        return np.stack([np.zeros(tail, np.float32) if x is None else x.astype(np.float32) for x in items[lo:hi]])
 
-    on_videos, on_captions = schema.import_unit(teacher.name, VIDEOS), schema.import_unit(teacher.name, CAPTIONS)
+    name, on_videos, on_captions = teacher.name, schema.import_unit(teacher.name, VIDEOS), schema.import_unit(teacher.name, CAPTIONS)
+    video_specs = [ArraySpec(schema.teacher_video(name), VIDEOS, tail, "float32", on_videos), ArraySpec(schema.teacher_mask(name), VIDEOS, (), "bool", on_videos)]
+    text_spec = ArraySpec(schema.teacher_text(name), CAPTIONS, tail, "float32", on_captions)
     return [
-        Column(ArraySpec(schema.teacher_video(teacher.name), VIDEOS, tail, "float32", on_videos), stacked(video_rows)),
-        Column(ArraySpec(schema.teacher_text(teacher.name), CAPTIONS, tail, "float32", on_captions), stacked(text_rows)),
-        Column(ArraySpec(schema.teacher_mask(teacher.name), VIDEOS, (), "bool", on_videos), lambda lo, hi: np.array([x is not None for x in video_rows[lo:hi]])),
+        ImportUnit(
+            on_videos, video_specs, lambda lo, hi: {video_specs[0].name: stacked(video_rows, lo, hi), video_specs[1].name: np.array([x is not None for x in video_rows[lo:hi]])}
+        ),
+        ImportUnit(on_captions, [text_spec], lambda lo, hi: {text_spec.name: stacked(text_rows, lo, hi)}),
     ], modalities
 
 
@@ -286,33 +291,33 @@ def plan_import(cfg: FeaturesConfig) -> ImportPlan:
     videos, captions = read_videos(cfg, root)
     video_ids = [v for v, _ in videos]
     files = {"captions": root / cfg.captions} | {f"split {s}": root / n for s, n in cfg.splits.items() if (root / n).is_file()}
-    columns: list[Column] = []
+    units: list[ImportUnit] = []
     inputs: dict[str, Any] = {"experts": {}, "text": {}, "teachers": {}}
     missing: dict[str, list[str]] = {}
     for name, expert in cfg.experts.items():
         path = files[f"expert {name}"] = _file(root, expert.file, f"features.experts.{name}")
-        cols, missing[name], width = expert_columns(expert, path, video_ids)
+        unit, missing[name], width = expert_unit(expert, path, video_ids)
         files |= {f"expert {name} {c.name}": c for c in companion_files(path, expert.format)}
-        columns += cols
+        units.append(unit)
         inputs["experts"][name] = {"width": width}
     for name, text in cfg.text.items():
         path = files[f"text {name}"] = _file(root, text.file, f"features.text.{name}")
-        cols, width = text_columns(text, path, video_ids, captions)
-        columns += cols
+        unit, width = text_unit(text, path, video_ids, captions)
+        units.append(unit)
         inputs["text"][name] = {"width": width}
     for name, teacher in cfg.teachers.items():
         path = files[f"teacher {name}"] = _file(root, teacher.file, f"features.teachers.{name}")
-        cols, modalities = teacher_columns(teacher, path, video_ids, captions)
-        columns += cols
+        teacher_work, modalities = teacher_units(teacher, path, video_ids, captions)
+        units += teacher_work
         inputs["teachers"][name] = {"modalities": modalities}
     inputs["files"] = {what: hash_path(path) for what, path in files.items()}
     video_table, caption_table = manifests(videos, captions)
-    return ImportPlan(video_table, caption_table, columns, inputs, missing)
+    return ImportPlan(video_table, caption_table, units, inputs, missing)
 
 
 def save_released_teachers(store: Store, cfg: FeaturesConfig, plan: ImportPlan) -> None:
     """Each teacher file as a ``released`` teacher head (no weights) that stage two rebuilds."""
-    dims = {c.spec.name: c.spec.tail for c in plan.columns}
+    dims = {spec.name: spec.tail for unit in plan.units for spec in unit.specs}
     for name, teacher in cfg.teachers.items():
         head = build_teacher(TeacherConfig(name=name, kind="released", frames="", text=""), dims)
         save_head(store, head, {"file": teacher.file, "modalities": plan.inputs["teachers"][name]["modalities"]})
@@ -333,7 +338,7 @@ def run_import(cfg: FeaturesConfig, force: bool = False, progress: bool = True) 
             components=components,
             videos=plan.videos,
             captions=plan.captions,
-            arrays=[c.spec for c in plan.columns],
+            arrays=[spec for unit in plan.units for spec in unit.specs],
             shard_size=cfg.layout.shard_size,
             chunk_rows=cfg.layout.chunk_rows,
             codec=cfg.layout.codec,
@@ -343,15 +348,14 @@ def run_import(cfg: FeaturesConfig, force: bool = False, progress: bool = True) 
             config={"features": features_components(cfg) | {"root": cfg.root}, "teachers": {n: {"kind": "released", "file": t.file} for n, t in cfg.teachers.items()}},
         ) as store,
     ):
-        units = {c.spec.unit: [k for k in plan.columns if k.spec.unit == c.spec.unit] for c in plan.columns}
-        work = [(unit, shard) for unit, cols in units.items() for shard in store.shards(cols[0].spec.rows)]
+        work = [(unit, shard) for unit in plan.units for shard in store.shards(unit.row_kind)]
         for unit, (shard, lo, hi) in tqdm(work, desc="import-features", unit="shard", disable=not progress):
-            if store.is_done(unit, shard):
+            if store.is_done(unit.name, shard):
                 skipped += 1
                 continue
-            for column in units[unit]:
-                store.write(column.spec.name, lo, column.rows(lo, hi))
-            store.mark_done(unit, shard)
+            for name, rows in unit.rows(lo, hi).items():
+                store.write(name, lo, rows)
+            store.mark_done(unit.name, shard)
             done += 1
         store.put_file(schema.IMPORT_MISSING_FILE, json.dumps(plan.missing, indent=1).encode())
         save_released_teachers(store, cfg, plan)
