@@ -319,7 +319,7 @@ def save_released_teachers(store: Store, cfg: FeaturesConfig, plan: ImportPlan) 
     """Each teacher file as a ``released`` teacher head (no weights) that stage two rebuilds."""
     dims = {spec.name: spec.tail for unit in plan.units for spec in unit.specs}
     for name, teacher in cfg.teachers.items():
-        head = build_teacher(TeacherConfig(name=name, kind="released", frames="", text=""), dims)
+        head = build_teacher(TeacherConfig(name=name, kind="released", frames="", text="", scale=1.0), dims)
         save_head(store, head, {"file": teacher.file, "modalities": plan.inputs["teachers"][name]["modalities"]})
 
 

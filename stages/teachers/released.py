@@ -1,7 +1,8 @@
 """``released``: a teacher whose embeddings were released as a file and imported into the store
 (TeachText's teacher files: ``teachcache import-features``). Its batch logits are rebuilt as
 TeachText's trainer builds them: per modality, each caption's embedding against each video's,
-summed over the teacher's modalities, with no weights, mask or scale (``T = sum_m X_m Y_m^T``).
+summed over the teacher's modalities, with no weights, mask or scale (``T = sum_m X_m Y_m^T``;
+the import sets the config's fixed scale to 1).
 No relevance, no weights: nothing is fitted."""
 
 from __future__ import annotations
@@ -29,13 +30,6 @@ class ReleasedTeacher(TeacherHead):
 
     def video_inputs(self) -> list[str]:
         return [schema.teacher_video(self.config.name)]
-
-    @property
-    def scale(self) -> float:
-        return 1.0
-
-    def logit_scale(self) -> torch.Tensor:
-        return torch.tensor(1.0)
 
     def score(self, text: dict[str, torch.Tensor], prepared: dict[str, torch.Tensor]) -> torch.Tensor:
         captions, videos = text[self.text_inputs()[0]].float(), prepared[self.video_inputs()[0]].float()
