@@ -217,6 +217,7 @@ class OfficialFrameEncoder:
     pad them (blank, normalised-zero frames) and stored, so unmasked official heads read them."""
 
     blank_padding = True  # padded slots are encoded (as zero pixels) and stored
+    frame_differences = False  # sees the frames themselves
     tokens_per_frame = 0  # frame tokens stored beside each frame vector (frame_tokens/<name>)
     options: ClassVar[tuple[str, ...]] = ()  # config fields beside the file that change the output
 

@@ -19,6 +19,6 @@ def signed_differences(frames: np.ndarray) -> np.ndarray:
 
 
 class MotionFrameEncoder(FrameEncoder):
-    """The frames phase hands it each video's frame differences (``frame_differences``)."""
+    """The frames phase hands it each video's frame differences."""
 
     frame_differences = True

@@ -111,6 +111,7 @@ class FrameEncoder:
     """An open_clip image tower: uint8 frames in, projected (unnormalised) features out."""
 
     blank_padding = False  # padded frame slots are stored as zeros
+    frame_differences = False  # sees each video's frames (True: their signed differences, a motion expert)
     tokens_per_frame = 0  # no frame tokens beside the frame vector
 
     @classmethod

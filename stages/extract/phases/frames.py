@@ -89,7 +89,7 @@ class FramesPhase(Phase):
 
         def flush() -> None:
             for name, enc in encoders.items():
-                frames, valid, slots = batch_frames(batch, geometries.index(enc.geometry), num_frames, enc.blank_padding, getattr(enc, "frame_differences", False))
+                frames, valid, slots = batch_frames(batch, geometries.index(enc.geometry), num_frames, enc.blank_padding, enc.frame_differences)
                 if name in tokens:
                     out_tokens = enc.encode_tokens(frames, noise[name], valid).astype(np.float16)
                     out = out_tokens[:, 0]
