@@ -235,7 +235,7 @@ def teachers(store: str | None, config_path: str, overrides: tuple[str, ...], no
     same cache."""
     from teachcache.cache.store import Store
     from teachcache.pipeline.report import card_markdown, ensure_baseline, teacher_card, write_card
-    from teachcache.pipeline.runs import student_store_path
+    from teachcache.pipeline.stores import student_store_path
 
     cfg = load_config(config_path, list(overrides))
     with Store.open(store or student_store_path(cfg)) as opened:

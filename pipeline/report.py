@@ -24,9 +24,9 @@ KEYS = ("R1", "R5", "R10")
 BASELINE_DIR = "report"
 
 
-def baseline_name(train: TrainConfig) -> str:
+def baseline_name(student_kind: str) -> str:
     """The student without teachers: InfoNCE, or for a ce student CE's own ranking loss alone."""
-    return "ranking-only student" if train.student.kind == "ce" else "InfoNCE student"
+    return "ranking-only student" if student_kind == "ce" else "InfoNCE student"
 
 
 def baseline_config(train: TrainConfig, store: Store) -> TrainConfig:
@@ -51,7 +51,7 @@ def ensure_baseline(train: TrainConfig, store: Store, progress: bool = True) -> 
     if metrics.exists():
         return json.loads(metrics.read_text())
     if progress:
-        print(f"report card: training the {baseline_name(train)} baseline -> {cfg.run_dir}")
+        print(f"report card: training the {baseline_name(train.student.kind)} baseline -> {cfg.run_dir}")
     return train_student(cfg, store, progress=False)
 
 
@@ -66,7 +66,7 @@ def _row(name: str, kind: str, metrics: dict[str, Any]) -> dict[str, Any]:
 def teacher_card(store: Store, baseline: dict | None) -> dict:
     """Rows (teachers, then the baseline student) and the warnings."""
     rows, warnings = [], []
-    label = "ranking-only student" if baseline and baseline.get("student_kind") == "ce" else "InfoNCE student"
+    label = baseline_name(baseline.get("student_kind", "clip4clip") if baseline else "clip4clip")
     base_val = baseline["val"]["t2v"]["R1"] if baseline else None
     for name in stored_teachers(store):
         record = head_record(store, name)

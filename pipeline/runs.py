@@ -10,6 +10,7 @@ from teachcache.cache.errors import InputMissing
 from teachcache.cache.fingerprint import differences
 from teachcache.cache.store import Store, StoreMismatch
 from teachcache.pipeline.config import Config, load_config
+from teachcache.pipeline.stores import student_store_path
 from teachcache.stages.extract.config import config_components
 
 
@@ -20,11 +21,6 @@ def load_run(run_dir: str | Path, also: tuple[str, ...] = ()) -> tuple[Config, d
         if not (run_dir / name).is_file():
             raise InputMissing(f"{run_dir} has no {name}: give the folder of a finished `teachcache train` run")
     return load_config(run_dir / "config.toml"), json.loads((run_dir / "metrics.json").read_text())
-
-
-def student_store_path(config: Config) -> str:
-    """Where the store a config's stage two reads lives (``train.source``)."""
-    return config.features.store if config.train.source == "features" else config.extract.store
 
 
 def open_run_store(config: Config, metrics: dict[str, Any]) -> Store:

@@ -23,6 +23,11 @@ def open_feature_store(cfg: FeaturesConfig) -> Store:
     return Store.open(cfg.store, expected_config={"features": features_components(cfg)})
 
 
+def student_store_path(cfg: Config) -> str:
+    """Where the store a config's stage two reads lives (``train.source``)."""
+    return cfg.features.store if cfg.train.source == "features" else cfg.extract.store
+
+
 def open_student_store(cfg: Config) -> Store:
     """The store ``train.source`` names: the extraction's or the imported features'."""
     return open_feature_store(cfg.features) if cfg.train.source == "features" else open_training_store(cfg.extract)

@@ -19,6 +19,7 @@ from teachcache.cache.store import MissingArray, Store
 from teachcache.stages.common.data import split_rows, store_splits
 from teachcache.stages.common.losses import COARSE_TEACHING, FINE_TEACHING
 from teachcache.stages.student.build import check_student
+from teachcache.stages.student.ce import expert_sources
 from teachcache.stages.student.config import TrainConfig, results_config
 from teachcache.stages.teachers.heads import stored_teachers
 
@@ -119,8 +120,6 @@ def check_released_teachers(cfg: TrainConfig, store: Store) -> None:
 
 def check_expert_coverage(cfg: TrainConfig, store: Store, splits: list[str]) -> None:
     """Every video a ce student scores must have one of its experts (CE's similarity is 0/0 otherwise)."""
-    from teachcache.stages.student.ce import expert_sources
-
     sources = expert_sources(cfg.student, store)
     ids = store.videos().column("video_id").to_pylist()
     for split in dict.fromkeys(splits):
