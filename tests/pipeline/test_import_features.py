@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from conftest import SHARED
+from golden_ce import ROOT
 
 from teachcache.pipeline.cli import main
 from teachcache.pipeline.config import load_config
 
-ROOT = SHARED / "data" / "golden-ce" / "formats" / "structured-symlinks"
 TINY = """[features]
 [features.splits]
 train = "train_list_full.txt"

@@ -12,45 +12,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED
+from conftest import GOLDEN_CE
+from golden_ce import EXPERT_FILES, FORMATS, ROOT, TEACHERS, TEXT, features_config, need_golden_ce
 
 from teachcache.cache import schema
 from teachcache.cache.errors import ConfigError, InputMissing
 from teachcache.cache.pickles import PickleRefused, load_pickle
 from teachcache.cache.store import Store
-from teachcache.stages.extract.config import ExpertFileConfig, FeaturesConfig, TeacherFileConfig, TextFileConfig
+from teachcache.stages.extract.config import ExpertFileConfig, FeaturesConfig
 from teachcache.stages.extract.feature_files import FeatureFileError
 from teachcache.stages.extract.importer import run_import
 from teachcache.stages.student.objectives.bank import TeacherBank
 
-GOLDEN_CE = SHARED / "data" / "golden-ce"
-FORMATS = GOLDEN_CE / "formats"
-ROOT = FORMATS / "structured-symlinks"
-EXPERT_FILES = {
-    "audio": ("aggregated_audio_feats/Audio_MSRVTT_new.pickle", 5),
-    "face": ("aggregated_face_feats/facefeats-avg.pickle", 0),
-    "imagenet.senet154.0": ("aggregated_imagenet_25fps_256px_stride1_offset0/senet154-avg.pickle", 0),
-    "r2p1d.r2p1d-ig65m.0": ("aggregated_r2p1d_30fps_256px_stride32_offset0_inner_stride1/r2p1d-ig65m-avg.pickle", 0),
-}
-TEXT = "gpt2-xl-finetune"
-TEACHERS = ("w2v", "gpt2-xl", "gpt2-xl-finetuned")  # the order of distil_params.teachers
 NUM_TEST_CAPTIONS = 2
 
 
 @pytest.fixture(autouse=True)
-def need_golden_ce() -> None:
-    if not (GOLDEN_CE / "manifest.json").is_file():
-        pytest.skip(f"the golden folder {GOLDEN_CE} is absent (set TEACHCACHE_SHARED to the folder holding data/golden-ce)")
+def golden_ce_present() -> None:
+    need_golden_ce()
 
 
 def ce_config(store: Path, root: Path = ROOT) -> FeaturesConfig:
-    cfg = FeaturesConfig(
-        root=str(root),
-        store=str(store),
-        experts={n: ExpertFileConfig(n, f, max_tokens=t) for n, (f, t) in EXPERT_FILES.items()},
-        text={TEXT: TextFileConfig(TEXT, f"aggregated_text_feats/{TEXT}.pkl", max_tokens=6)},
-        teachers={t: TeacherFileConfig(t, f"teachers/train-full-ce-refined-text-{t}.pkl") for t in TEACHERS},
-    )
+    cfg = features_config(store, root)
     cfg.layout.shard_size = cfg.layout.chunk_rows = 2  # several shards on 7 videos
     return cfg
 

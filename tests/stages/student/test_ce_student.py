@@ -10,31 +10,20 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import SHARED
+from conftest import GOLDEN_CE
+from golden_ce import EXPERT_FILES, ROOT, TEXT, features_config, need_golden_ce
 
 from teachcache.cache.store import Store
 from teachcache.pipeline.cli import main
-from teachcache.stages.extract.config import ExpertFileConfig, FeaturesConfig, TeacherFileConfig, TextFileConfig
 from teachcache.stages.extract.importer import run_import
 from teachcache.stages.student.build import build_student
 from teachcache.stages.student.config import StudentConfig, TrainConfig
 from teachcache.stages.student.init import initialise
 
-GOLDEN_CE = SHARED / "data" / "golden-ce"
-ROOT = GOLDEN_CE / "formats" / "structured-symlinks"
-EXPERTS = {
-    "audio": ("aggregated_audio_feats/Audio_MSRVTT_new.pickle", 5),
-    "face": ("aggregated_face_feats/facefeats-avg.pickle", 0),
-    "imagenet.senet154.0": ("aggregated_imagenet_25fps_256px_stride1_offset0/senet154-avg.pickle", 0),
-    "r2p1d.r2p1d-ig65m.0": ("aggregated_r2p1d_30fps_256px_stride32_offset0_inner_stride1/r2p1d-ig65m-avg.pickle", 0),
-}
-TEXT = "gpt2-xl-finetune"
-
 
 @pytest.fixture(autouse=True)
-def need_golden_ce() -> None:
-    if not (GOLDEN_CE / "manifest.json").is_file():
-        pytest.skip(f"the golden folder {GOLDEN_CE} is absent")
+def golden_ce_present() -> None:
+    need_golden_ce()
 
 
 def golden_student_config() -> TrainConfig:
@@ -46,12 +35,7 @@ def golden_student_config() -> TrainConfig:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Store:
     path = tmp_path_factory.mktemp("ce") / "store"
-    cfg = FeaturesConfig(
-        root=str(ROOT),
-        store=str(path),
-        experts={n: ExpertFileConfig(n, f, max_tokens=t) for n, (f, t) in EXPERTS.items()},
-        text={TEXT: TextFileConfig(TEXT, f"aggregated_text_feats/{TEXT}.pkl", max_tokens=6)},
-    )
+    cfg = features_config(path, teachers=())
     run_import(cfg, progress=False)
     return Store.open(path)
 
@@ -61,7 +45,7 @@ def test_the_official_ce_weights_over_the_store_give_the_official_similarities(s
     the val videos (2 captions each) within 1e-5 of their largest value."""
     student = build_student(golden_student_config(), store)
     loaded = initialise(student, str(GOLDEN_CE / "ce_student" / "trained_model.pth"))  # train.student.init, from CE's own file
-    assert loaded == [f"124 CE tensors from {GOLDEN_CE / 'ce_student' / 'trained_model.pth'} (experts {list(EXPERTS)})"]
+    assert loaded == [f"124 CE tensors from {GOLDEN_CE / 'ce_student' / 'trained_model.pth'} (experts {list(EXPERT_FILES)})"]
     student.eval()
     videos = store.videos().to_pylist()
     val = np.array([i for i, v in enumerate(videos) if v["split"] == "val"])
@@ -102,7 +86,7 @@ def test_teachtext_trains_a_ce_student_from_released_teacher_files(tmp_path):
     (root / "val_list_full.txt").write_text("video4\nvideo5\n")
     (root / "test_list_full.txt").write_text("video6\n")
     config = tmp_path / "ce.toml"
-    experts = "".join(f'[features.experts."{n}"]\nfile = "{f}"\nmax_tokens = {t}\n' for n, (f, t) in EXPERTS.items())
+    experts = "".join(f'[features.experts."{n}"]\nfile = "{f}"\nmax_tokens = {t}\n' for n, (f, t) in EXPERT_FILES.items())
     teachers = "".join(f'[features.teachers.{t}]\nfile = "teachers/train-full-ce-refined-text-{t}.pkl"\n' for t in ("w2v", "gpt2-xl"))
     config.write_text(
         f'[features]\nroot = "{root}"\nstore = "{tmp_path / "store"}"\n{experts}'
@@ -130,13 +114,7 @@ def _import(tmp_path, train: str, val: str, test: str, teachers=("w2v",)) -> Sto
     shutil.copytree(ROOT, root)
     for name, ids in (("train", train), ("val", val), ("test", test)):
         (root / f"{name}_list_full.txt").write_text(ids.replace(" ", "\n") + "\n")
-    cfg = FeaturesConfig(
-        root=str(root),
-        store=str(tmp_path / "store"),
-        experts={n: ExpertFileConfig(n, f, max_tokens=t) for n, (f, t) in EXPERTS.items()},
-        text={TEXT: TextFileConfig(TEXT, f"aggregated_text_feats/{TEXT}.pkl", max_tokens=6)},
-        teachers={t: TeacherFileConfig(t, f"teachers/train-full-ce-refined-text-{t}.pkl") for t in teachers},
-    )
+    cfg = features_config(tmp_path / "store", root, teachers)
     run_import(cfg, progress=False)
     return Store.open(tmp_path / "store")
 
